@@ -1,0 +1,1 @@
+"""Reading and writing files: images, model files, reference checkpoints; all writes are atomic."""

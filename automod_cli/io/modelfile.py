@@ -1,0 +1,84 @@
+"""The model file: one ``.safetensors`` file, tensors + JSON metadata, never a pickle.
+
+Tensors:  ``encoder.*`` (spectral-norm ``u`` vectors included), ``decoder.*`` (the EMA decoder),
+          ``attribute.<name>`` (one [D] direction per named attribute).
+Metadata (all strings): ``format`` = "automod-model", ``format_version``, ``config`` (ModelConfig as
+JSON), ``provenance`` (JSON: how it was made), ``attributes`` (JSON: per name, the scales it lives at
+and how it was computed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import ModelFileError
+from .atomic import atomic_path
+
+FORMAT = "automod-model"
+FORMAT_VERSION = 1
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
+                  overwrite: bool = True) -> Path:
+    """Save tensors (made contiguous, on the CPU) with JSON-encoded metadata, atomically."""
+    meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(flat, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError("no such model file", path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"not a model file (cannot read it as safetensors: {e})", path) from None
+
+
+def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    meta = read_metadata(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"corrupt model file ({e})", path) from None
+
+
+def check_model_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
+    """Validate the header of an automod model file; return the decoded JSON fields."""
+    if meta.get("format") != FORMAT:
+        hint = " (a reference .pth checkpoint? use 'automod convert')" if str(path).endswith((".pth", ".pt")) else ""
+        raise ModelFileError(f"not an automod model file (no '{FORMAT}' header){hint}", path)
+    try:
+        version = int(meta.get("format_version", "0"))
+    except ValueError:
+        version = -1
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"model file format version {meta.get('format_version')} is not supported "
+                             f"(this automod reads version {FORMAT_VERSION})", path)
+    out: dict[str, Any] = {}
+    for key in ("config", "provenance", "attributes"):
+        try:
+            out[key] = json.loads(meta.get(key, "{}"))
+        except json.JSONDecodeError:
+            raise ModelFileError(f"damaged '{key}' metadata", path) from None
+    return out
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,27 @@
+"""The model core: config, layers, decoder, encoder, the Automodulator, codes and scales."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .automodulator import Attribute, Automodulator
+from .codes import normalize, random_codes, slerp
+from .config import ModelConfig
+from .decoder import Decoder
+from .encoder import Encoder
+from .scales import code_stack, edit_stack, group_ranges, mix_stack, parse_scales
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+BUNDLED_MODEL_NAME = "toy64.safetensors"
+
+
+def bundled_model_path() -> Path:
+    """The default model: $AUTOMOD_MODEL if set, else the bundled demo model in ``weights/``."""
+    env = os.environ.get("AUTOMOD_MODEL")
+    return Path(env) if env else WEIGHTS_DIR / BUNDLED_MODEL_NAME
+
+
+__all__ = ["Attribute", "Automodulator", "Decoder", "Encoder", "ModelConfig", "bundled_model_path",
+           "code_stack", "edit_stack", "group_ranges", "mix_stack", "normalize", "parse_scales",
+           "random_codes", "slerp"]
