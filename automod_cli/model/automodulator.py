@@ -11,6 +11,7 @@ This is the object notebooks and every CLI verb use::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,16 @@ class Automodulator(nn.Module):
         return next(self.parameters()).device
 
     # --- inference ------------------------------------------------------------------------------
+    def _precision(self, precision: str):
+        """fp32 (default), or bf16 autocast (CUDA; on CPUs with AVX-512 BF16 matmuls run ~1.5× faster)."""
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        if precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        raise UserError(f"unknown precision '{precision}' (use fp32 or bf16)")
+
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, batch_size: int = 64, precision: str = "fp32") -> torch.Tensor:
         """Images [B, 3, R, R] in [-1, 1] -> unit-norm codes [B, D] (encoder in eval mode: frozen u)."""
         if images.dim() != 4 or images.shape[1] != 3 or images.shape[-1] != self.resolution \
                 or images.shape[-2] != self.resolution:
@@ -73,24 +82,29 @@ class Automodulator(nn.Module):
         was_training = self.encoder.training
         self.encoder.eval()
         try:
-            out = [self.encoder(chunk.to(self.device, torch.float32)) for chunk in images.split(batch_size)]
+            with self._precision(precision):
+                out = [self.encoder(chunk.to(self.device, torch.float32)).float() for chunk in images.split(batch_size)]
         finally:
             self.encoder.train(was_training)
         return torch.cat(out) if out else torch.empty(0, self.latent_dim, device=self.device)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, noise: bool = False, batch_size: int = 64) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, noise: bool = False, batch_size: int = 64,
+               precision: str = "fp32") -> torch.Tensor:
         """Codes [B, D] or per-block stacks [B, n_blocks, D] -> images [B, 3, R, R]."""
         if codes.dim() not in (2, 3) or codes.shape[-1] != self.latent_dim or \
                 (codes.dim() == 3 and codes.shape[1] != self.n_blocks):
             raise UserError(f"this model decodes codes [B, {self.latent_dim}] or [B, {self.n_blocks}, "
                             f"{self.latent_dim}], got {tuple(codes.shape)}")
-        out = [self.decoder(chunk.to(self.device, torch.float32), noise=noise) for chunk in codes.split(batch_size)]
+        with self._precision(precision):
+            out = [self.decoder(chunk.to(self.device, torch.float32), noise=noise).float()
+                   for chunk in codes.split(batch_size)]
         return torch.cat(out) if out else torch.empty(0, 3, self.resolution, self.resolution)
 
     @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor, noise: bool = False, batch_size: int = 64) -> torch.Tensor:
-        return self.decode(self.encode(images, batch_size), noise=noise, batch_size=batch_size)
+    def reconstruct(self, images: torch.Tensor, noise: bool = False, batch_size: int = 64,
+                    precision: str = "fp32") -> torch.Tensor:
+        return self.decode(self.encode(images, batch_size, precision), noise, batch_size, precision)
 
     # --- attributes -----------------------------------------------------------------------------
     def set_attribute(self, name: str, delta: torch.Tensor, scales: str | None = None,

@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny models and small image folders (fast on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def tiny_config():
+    from automod_cli.model import ModelConfig
+
+    return ModelConfig(resolution=32, variant="large", width=1 / 16, latent_dim=64)
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    from automod_cli.model import Automodulator
+
+    torch.manual_seed(0)
+    model = Automodulator(tiny_config)
+    # Give noise scales and to_rgb something non-trivial so tests can see their effect.
+    with torch.no_grad():
+        for name, p in model.decoder.named_parameters():
+            if name.endswith("scale"):
+                p.normal_(0, 0.5)
+    return model.eval()
+
+
+@pytest.fixture
+def model_file(tiny_model, tmp_path) -> Path:
+    path = tmp_path / "tiny.safetensors"
+    tiny_model.save(path)
+    return path
+
+
+@pytest.fixture
+def image_dir(tmp_path) -> Path:
+    """Six small images of different sizes and modes."""
+    from PIL import Image
+    import numpy as np
+
+    d = tmp_path / "images"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        a = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        Image.fromarray(a, "RGB").save(d / f"face{i}.png")
+    Image.fromarray(rng.integers(0, 256, size=(48, 40), dtype=np.uint8), "L").save(d / "gray.jpg")
+    Image.fromarray(rng.integers(0, 256, size=(32, 32, 4), dtype=np.uint8), "RGBA").save(d / "alpha.png")
+    return d
+
+
+def run_cli(*args: str) -> int:
+    from automod_cli.cli.app import main
+
+    return main([str(a) for a in args])
