@@ -1,0 +1,109 @@
+"""A gallery of everything a model does: reconstructions, mixes at each scale group, interpolations,
+attribute edits, random and conditional samples, as PNG grids and an ``index.html``.
+
+``automod demo`` builds one with the bundled model; it works for any model and any aligned images.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import pipeline
+from .io.atomic import write_text_atomic
+from .io.images import make_grid, save_image
+from .model import Automodulator, code_stack, edit_stack, group_ranges, parse_scales, random_codes
+from .model.scales import describe_blocks
+
+
+@dataclass
+class Panel:
+    title: str
+    file: str
+    caption: str
+
+
+def _save(grid_images: torch.Tensor, nrow: int, path: Path) -> None:
+    save_image(make_grid(grid_images.clamp(-1, 1), nrow=nrow), path, overwrite=True)
+
+
+def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Path, seed: int = 0,
+                  edit_strength: float = 1.0) -> list[Panel]:
+    """Write the gallery for ``images`` ([N ≥ 4, 3, R, R], aligned like the training data)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_blocks = model.n_blocks
+    panels: list[Panel] = []
+    x = images[:8]
+    z = model.encode(x).cpu()
+
+    recon = model.decode(z).cpu()
+    _save(torch.stack([x, recon], 1).reshape(-1, *x.shape[1:]), 8, out / "reconstructions.png")
+    panels.append(Panel("Reconstructions", "reconstructions.png",
+                        "Pairs: input, then decode(encode(input)). One encoder pass per image, no optimisation."))
+
+    za, zb, xa, xb = z[:4], z[4:8] if len(z) >= 8 else z[:4], x[:4], x[4:8] if len(x) >= 8 else x[:4]
+    for group, blocks in group_ranges(n_blocks).items():
+        if not blocks:
+            continue
+        cells = pipeline.mix_matrix(model, za, zb, blocks).cpu()
+        _save(pipeline.matrix_grid(xa, xb, cells), len(zb) + 1, out / f"mix_{group}.png")
+        panels.append(Panel(f"Mixing at {group} scales ({describe_blocks(blocks)})", f"mix_{group}.png",
+                            f"Row i, column j: the top image B_j drives the {group} scales, the left image A_i "
+                            "the rest."))
+
+    strip = pipeline.interpolation_stacks(z[0:1], z[1:2], 8, list(range(n_blocks)), n_blocks)
+    _save(model.decode(strip).cpu(), 8, out / "interpolation.png")
+    panels.append(Panel("Interpolation", "interpolation.png", "Spherical interpolation between two codes."))
+    square = pipeline.interpolation_square(z[:4], 5, list(range(n_blocks)), n_blocks)
+    _save(model.decode(square).cpu(), 5, out / "interpolation_square.png")
+    panels.append(Panel("Interpolation between four faces", "interpolation_square.png",
+                        "Corners are the reconstructions of four inputs."))
+
+    strengths = [-2 * edit_strength, -edit_strength, 0.0, edit_strength, 2 * edit_strength]
+    for name, attr in sorted(model.attributes.items()):
+        blocks = parse_scales(attr.scales or "all", n_blocks)
+        rows = [model.decode(edit_stack(code_stack(z[:6], n_blocks), attr.delta, k, blocks)).cpu() for k in strengths]
+        grid = torch.stack(rows, 1).reshape(-1, *x.shape[1:])  # one input per row, strengths across
+        _save(grid, len(strengths), out / f"edit_{name}.png")
+        panels.append(Panel(f"Edit: {name}", f"edit_{name}.png",
+                            f"z + k·δ_{name} at scales {attr.scales or 'all'}, k = "
+                            + ", ".join(f"{k:g}" for k in strengths) + " (k = 0 is the reconstruction)."))
+
+    gen = torch.Generator().manual_seed(seed)
+    samples = model.decode(random_codes(16, model.latent_dim, gen)).cpu()
+    _save(samples, 8, out / "samples.png")
+    panels.append(Panel("Random samples", "samples.png", "Codes drawn as normalize(N(0, I)), layer noise off."))
+
+    for group in ("coarse", "middle"):
+        blocks = group_ranges(n_blocks)[group]
+        if not blocks:
+            continue
+        stacks = code_stack(random_codes(7, model.latent_dim, gen), n_blocks)
+        stacks[:, blocks] = z[0:1].unsqueeze(1).expand(7, len(blocks), -1)
+        cond = model.decode(stacks).cpu()
+        _save(torch.cat([x[:1], cond]), 8, out / f"conditional_{group}.png")
+        panels.append(Panel(f"Conditional samples, {group} scales kept", f"conditional_{group}.png",
+                            f"First: the input. Then its {group} scales ({describe_blocks(blocks)}) kept, "
+                            "the other scales drawn at random."))
+    write_index(out, panels, model)
+    return panels
+
+
+def write_index(out_dir: Path, panels: list[Panel], model: Automodulator) -> Path:
+    src = html.escape(str(model.source_path or "model"))
+    body = "\n".join(
+        f"<section><h2>{html.escape(p.title)}</h2><p>{html.escape(p.caption)}</p>"
+        f"<img src=\"{html.escape(p.file)}\" alt=\"{html.escape(p.title)}\"></section>" for p in panels)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>automod gallery</title>
+<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em}}
+img{{image-rendering:pixelated;max-width:100%;width:720px}}section{{margin-bottom:2.5em}}</style></head>
+<body><h1>automod gallery</h1><p>Model: <code>{src}</code> ({model.resolution}², {model.n_blocks} blocks).</p>
+{body}
+</body></html>
+"""
+    return write_text_atomic(out_dir / "index.html", page)
