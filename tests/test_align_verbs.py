@@ -1,0 +1,43 @@
+"""--align and --paste-back on the verbs that read images (real photo: skimage's astronaut)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skimage_data.astronaut()).save(d / "astronaut.png")
+    Image.fromarray(skimage_data.coffee()).save(d / "coffee.png")
+    return d
+
+
+def test_reconstruct_with_align_and_paste_back(model_file, photos, tmp_path, capsys):
+    out = tmp_path / "rec"
+    code = run_cli("reconstruct", photos / "astronaut.png", photos / "coffee.png", "--align", "--paste-back",
+                   "-m", model_file, "-o", out)
+    assert code == 1  # coffee has no face: skipped and listed, astronaut still processed
+    err = capsys.readouterr().err
+    assert "coffee.png" in err and "no face found" in err
+    assert Image.open(out / "astronaut.png").size == (32, 32)
+    photo = np.asarray(Image.open(out / "astronaut_photo.png").convert("RGB")).astype(int)
+    original = skimage_data.astronaut().astype(int)
+    assert photo.shape == original.shape
+    changed = np.abs(photo - original).sum(-1) > 0
+    # Only the face region changed: a small part of the photo, around the face (upper middle).
+    assert 0.001 < changed.mean() < 0.2
+    ys, xs = np.nonzero(changed)
+    assert 0 <= ys.mean() < 300 and 100 < xs.mean() < 350
+
+
+def test_paste_back_needs_align(model_file, photos, tmp_path, capsys):
+    assert run_cli("edit", photos / "astronaut.png", "--attr", "x", "--paste-back", "-m", model_file,
+                   "-o", tmp_path / "e") == 2
+    assert "--paste-back needs --align" in capsys.readouterr().err
