@@ -66,7 +66,10 @@ def convert(
     except ImportError as e:  # pragma: no cover - only while the converter is absent
         raise ModelFileError(f"the converter is not available ({e})") from None
     summary = convert_command_core(src, output, resolution, overwrite)
+    notes = summary.pop("notes", [])
     say(f"wrote {output}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    for note in notes:
+        say(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:
