@@ -25,6 +25,7 @@ from ..io import modelfile
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import Encoder
+from .layers import frozen_weights
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Automodulator(nn.Module):
         was_training = self.encoder.training
         self.encoder.eval()
         try:
-            with self._precision(precision):
+            with self._precision(precision), frozen_weights(self.encoder):
                 out = [self.encoder(chunk.to(self.device, torch.float32)).float() for chunk in images.split(batch_size)]
         finally:
             self.encoder.train(was_training)
@@ -96,7 +97,7 @@ class Automodulator(nn.Module):
                 (codes.dim() == 3 and codes.shape[1] != self.n_blocks):
             raise UserError(f"this model decodes codes [B, {self.latent_dim}] or [B, {self.n_blocks}, "
                             f"{self.latent_dim}], got {tuple(codes.shape)}")
-        with self._precision(precision):
+        with self._precision(precision), frozen_weights(self.decoder):
             out = [self.decoder(chunk.to(self.device, torch.float32), noise=noise).float()
                    for chunk in codes.split(batch_size)]
         return torch.cat(out) if out else torch.empty(0, 3, self.resolution, self.resolution)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import AdaIN, Blur, EqualConv2d, LayerNoise
+from .layers import AdaIN, Blur, EqualConv2d, LayerNoise, channels_last
 
 
 class DecoderBlock(nn.Module):
@@ -31,13 +31,13 @@ class DecoderBlock(nn.Module):
             self.adain2 = AdaIN(latent_dim, c_out)
 
     def forward(self, h: torch.Tensor, code: torch.Tensor, noise: bool) -> torch.Tensor:
+        # In-place LReLU: its input is always a fresh conv (or noise) output that nothing else keeps.
         if self.first:
-            return self.adain1(F.leaky_relu(self.conv1(h), 0.2), code)
-        h = F.interpolate(h, scale_factor=2, mode="nearest")
-        h = self.noise1(self.blur(self.conv1(h)), noise)
-        h = self.adain1(F.leaky_relu(h, 0.2), code)
+            return self.adain1(F.leaky_relu(self.conv1(h), 0.2, inplace=True), code)
+        h = self.noise1(self.blur(self.conv1.forward_upsampled(h)), noise)  # upsample ×2 folded into conv1
+        h = self.adain1(F.leaky_relu(h, 0.2, inplace=True), code)
         h = self.noise2(self.conv2(h), noise)
-        return self.adain2(F.leaky_relu(h, 0.2), code)
+        return self.adain2(F.leaky_relu(h, 0.2, inplace=True), code)
 
 
 class Decoder(nn.Module):
@@ -71,12 +71,14 @@ class Decoder(nn.Module):
 
         Block i is modulated by ``codes[:, i]``. Splitting a decode into two calls at block j gives
         exactly the one-call result; the training game's consistency loss relies on this.
+        Without autograd, feature maps are channels_last (the fast layout for CPU convs; same values).
         """
         codes = self.code_stack(codes, stop)
         if h is None:
             if start != 0:
                 raise ValueError("a feature map is needed to start after block 0")
             h = self.constant.expand(codes.shape[0], -1, -1, -1).to(codes.dtype)
+        h = channels_last(h)
         for i in range(start, stop):
             h = self.blocks[i](h, codes[:, i], noise)
         return h
@@ -90,7 +92,7 @@ class Decoder(nn.Module):
                 raise ValueError("a fade needs the previous block's features")
             skip = F.interpolate(self.to_rgb[phase - 1](h_prev), scale_factor=2, mode="nearest")
             rgb = torch.lerp(skip, rgb, alpha)
-        return rgb
+        return rgb.contiguous()
 
     def forward(self, codes: torch.Tensor, phase: int | None = None, alpha: float = 1.0,
                 noise: bool = False) -> torch.Tensor:

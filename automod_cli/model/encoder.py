@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import SpectralNormConv2d
+from .layers import SpectralNormConv2d, channels_last
 
 
 class EncoderBlock(nn.Module):
@@ -26,10 +26,11 @@ class EncoderBlock(nn.Module):
             self.conv2 = SpectralNormConv2d(c_out, c_out, 3, padding=1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.conv1(h), 0.2)
+        # In-place LReLU: its input is a fresh conv output (a conv's backward does not need it).
+        h = F.leaky_relu(self.conv1(h), 0.2, inplace=True)
         if self.last:
             return self.conv2(h)
-        return F.avg_pool2d(F.leaky_relu(self.conv2(h), 0.2), 2)
+        return F.avg_pool2d(F.leaky_relu(self.conv2(h), 0.2, inplace=True), 2)
 
 
 class Encoder(nn.Module):
@@ -52,6 +53,7 @@ class Encoder(nn.Module):
         expected = 4 * 2**phase
         if x.shape[-1] != expected or x.shape[-2] != expected:
             raise ValueError(f"encoder at phase {phase} takes {expected}x{expected} images, got {tuple(x.shape)}")
+        x = channels_last(x)  # the fast layout for CPU convs; values are the same
         h = self.blocks[phase](self.from_rgb[phase](x))
         if alpha < 1.0 and phase > 0:
             # Fade-in mirrors the decoder: the new block blended with the downsampled image's old path.
