@@ -1,0 +1,74 @@
+"""``automod train DATA --out RUN_DIR``: progressive automodulator training (resumable, multi-process)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import OverwriteOpt, say
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        data: Path = typer.Argument(..., help="Training images: a folder (recursive), a .zip or an LMDB."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run directory (re-running the same command resumes)."),
+        preset: str = typer.Option("ffhq256", "--preset", help="ffhq256, ffhq512, celebahq256, lsun-cars256, "
+                                   "lsun-bedrooms256, toy32 or toy64."),
+        resolution: Optional[int] = typer.Option(None, "--resolution", help="Top resolution (cuts the schedule)."),
+        duration: Optional[str] = typer.Option(None, "--duration", help="Samples to train for, e.g. 30M, 500k."),
+        checkpoint_every: Optional[str] = typer.Option(None, "--checkpoint-every", help="Samples between "
+                                                       "checkpoints and snapshots, e.g. 500k."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+        width: Optional[float] = typer.Option(None, "--width", help="Channel multiplier (1 = the paper)."),
+        latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Code size (512 in the paper)."),
+        variant: Optional[str] = typer.Option(None, "--variant", help="Decoder channels: large or small."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Global batch at every phase."),
+        fade: Optional[str] = typer.Option(None, "--fade", help="Fade-in length in samples, e.g. 1.2M."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate at every phase."),
+        loss: Optional[str] = typer.Option(None, "--loss", help="Reconstruction loss: robust or l1."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Data-loading worker processes."),
+        mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Random horizontal flips."),
+        log_every: Optional[str] = typer.Option(None, "--log-every", help="Samples between log lines."),
+        grid_every: Optional[str] = typer.Option(None, "--grid-every", help="Samples between image grids."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: PyTorch's default; 1 is "
+                                              "often fastest on a busy machine)."),
+        settings: List[str] = typer.Option([], "--set", help="Any other setting, KEY=VALUE (VALUE as JSON), e.g. "
+                                           "--set 'phase_starts=[0,20000,40000]'. Repeatable."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration (JSON) and exit."),
+        overwrite: bool = OverwriteOpt,
+    ) -> None:
+        """Train an automodulator, growing from 4x4 to the target resolution."""
+        from ..errors import UserError
+        from ..train.schedule import resolve_config
+
+        overrides = {"resolution": resolution, "duration": duration, "checkpoint_every": checkpoint_every,
+                     "seed": seed, "width": width, "latent_dim": latent_dim, "variant": variant,
+                     "batch": batch_size, "fade": fade, "lr": lr, "loss": loss, "workers": workers,
+                     "mirror": mirror, "log_every": log_every, "grid_every": grid_every, "device": device,
+                     "threads": threads}
+        for item in settings:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"--set takes KEY=VALUE, got '{item}'")
+            try:
+                overrides[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key.strip()] = value
+        cfg = resolve_config(preset, overrides)
+        if dry_run:
+            print(json.dumps(cfg, indent=2, sort_keys=True))
+            return
+        from ..train import run_training
+
+        argv = sys.argv[1:]
+        command = "automod " + " ".join(shlex.quote(a) for a in argv) if "train" in argv else None
+        code = run_training(cfg, data, out, overwrite=overwrite, command=command, say=say)
+        if code:
+            raise typer.Exit(code=code)

@@ -1,0 +1,715 @@
+"""The automodulator training game (spec §2): one encoder step, then one decoder step, per iteration.
+
+``Trainer(cfg, data, run_dir)`` holds the encoder φ, the live decoder θ, its EMA, the adaptive
+robust-loss parameters, both Adam optimisers, the image pool, the trainer's random generator and
+the data stream; ``Trainer.run()`` trains until ``cfg["duration"]`` samples and writes the run
+directory (config.json, log.jsonl, state/, model.safetensors, grids/).
+
+Exactness: every random draw comes from the trainer's CPU generator (codes, crossover blocks, pool
+decisions) or torch's global RNG (layer noise), both saved with the state; the data order is a
+pure function of (seed, position). So a resumed run repeats an uninterrupted one bit for bit on a
+CPU. Several processes: each rank draws the *global* batch of codes and keeps its slice; batch
+statistics (KL) see the whole batch through a differentiable all-gather; gradients are averaged
+across ranks after each backward; the image pool is kept, identical, on every rank.
+
+Spectral norm: the encoder always runs in eval mode (frozen ``u`` inside the forward) and the one
+power iteration the reference does per training forward is applied right after each encoder
+forward (``advance_power_iteration``): the same numbers, and no in-place update of a tensor that
+autograd saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..io.atomic import write_text_atomic
+from ..model import Automodulator, ModelConfig
+from ..model.decoder import Decoder
+from ..model.encoder import Encoder
+from ..model.layers import SpectralNormConv2d
+from . import losses
+from .schedule import config_differences, step_plan
+from .state import (STATE_NAME, load_module, load_state, module_tensors, optimizer_from_flat, optimizer_to_flat,
+                    rng_restore, rng_snapshot, save_state)
+
+E_TERMS = ("kl_real", "kl_fake", "recon", "kl_gap", "loss_e")
+D_TERMS = ("kl_dec", "cos", "consistency", "loss_d")
+TERMS = E_TERMS + D_TERMS
+
+
+class NonFiniteLoss(UserError):
+    exit_code = 4
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributed helpers (all no-ops in a single process)
+
+
+def dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device_name: str) -> tuple[int, int, int]:
+    """Join the torchrun process group when launched by torchrun; returns (rank, world, local_rank)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0; the backward sums every rank's gradient and keeps this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        rank, world = dist_info()
+        ctx.rank, ctx.n = rank, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
+def gather_batch(x: torch.Tensor, grad: bool = True) -> torch.Tensor:
+    _, world = dist_info()
+    if world == 1:
+        return x
+    if grad:
+        return _GatherWithGrad.apply(x)
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average gradients over ranks. A parameter that got a gradient on any rank gets one on all
+    (zeros where it had none), as one process with the whole batch would have given it one."""
+    _, world = dist_info()
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)  # tiny, and on the CPU with gloo
+    used = [p for p, h in zip(params, has.tolist()) if h]
+    for p in used:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not used:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in used])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in used:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model pieces
+
+
+@torch.no_grad()
+def advance_power_iteration(encoder: Encoder, phase: int) -> None:
+    """One spectral-norm power iteration for every SN conv the encoder used at ``phase``."""
+    for block in encoder.blocks[: phase + 1]:
+        for m in block.modules():
+            if isinstance(m, SpectralNormConv2d):
+                wm = m.weight.reshape(m.weight.shape[0], -1)
+                v = F.normalize(wm.t() @ m.u.to(wm.dtype), dim=0, eps=1e-12)
+                m.u.copy_(F.normalize(wm @ v, dim=0, eps=1e-12))
+
+
+def code_stack_mixed(z: torch.Tensor, z_b: torch.Tensor, mixed: torch.Tensor, cross: int | None,
+                     n: int) -> torch.Tensor:
+    """[B, n, D]: z at every block, except mixed rows take z_b from block ``cross`` on."""
+    stack = z.unsqueeze(1).expand(-1, n, -1)
+    if cross is None:
+        return stack
+    late = torch.arange(n, device=z.device) >= cross
+    pick = mixed.to(z.device)[:, None, None] & late[None, :, None]
+    return torch.where(pick, z_b.unsqueeze(1), stack)
+
+
+def run_decoder(dec: Decoder, stack: torch.Tensor, phase: int, alpha: float, noise: bool,
+                split: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Image at ``phase`` (with the fade) and the feature map after blocks [0, split)."""
+    fade = alpha < 1.0 and phase > 0
+    cuts = {0, phase + 1}
+    if split:
+        cuts.add(split)
+    if fade:
+        cuts.add(phase)
+    cuts = sorted(cuts)
+    h, feats = None, {}
+    for a, b in zip(cuts, cuts[1:]):
+        h = dec.features(stack, a, b, h, noise=noise)
+        feats[b] = h
+    img = dec.to_image(h, phase, alpha, feats.get(phase) if fade else None)
+    return img, feats.get(split) if split else None
+
+
+class ImagePool:
+    """Past fakes (pix2pix-style): until full, fakes are stored and passed through; then each new fake
+    has a 50% chance to be swapped with a random stored one."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def __call__(self, fakes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.size <= 0:
+            return fakes
+        draws = torch.rand(fakes.shape[0], generator=gen)
+        slots = torch.randint(0, self.size, (fakes.shape[0],), generator=gen)
+        out = []
+        for k in range(fakes.shape[0]):
+            img = fakes[k]
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif draws[k] < 0.5:
+                s = int(slots[k])
+                out.append(self.images[s])
+                self.images[s] = img.clone()
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Trainer:
+    def __init__(self, cfg: dict, data: str | Path, run_dir: str | Path, device: torch.device | str = "cpu",
+                 command: str | None = None, overwrite: bool = False, say: Callable[[str], None] | None = None,
+                 progress: bool = True):
+        from ..data.datasets import ImageFolderDataset, make_loader
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.command = command
+        self.rank, self.world = dist_info()
+        self.is_main = self.rank == 0
+        self.say = say or (lambda msg: print(msg, file=sys.stderr))
+        self.show_progress = progress
+        self.cuda = self.device.type == "cuda"
+
+        torch.manual_seed(cfg["seed"])
+        self.model_config = ModelConfig(resolution=cfg["resolution"], variant=cfg["variant"], width=cfg["width"],
+                                        latent_dim=cfg["latent_dim"])
+        mc = self.model_config
+        self.encoder = Encoder(mc).to(self.device).eval()  # eval: see the module docstring (spectral norm)
+        self.decoder = Decoder(mc).to(self.device).train()
+        if self.cuda:  # channels-last convolutions are the fast path for bf16 on tensor cores
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoder.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.decoder).eval().requires_grad_(False)
+        if cfg["loss"] == "robust":
+            self.robust = torch.nn.ModuleList(losses.AdaptiveRobustLoss((3, r, r)) for r in mc.resolutions).to(self.device)
+        else:
+            self.robust = torch.nn.ModuleList()
+        betas = tuple(cfg["adam_betas"])
+        self.opt_e = torch.optim.Adam(list(self.encoder.parameters()) + list(self.robust.parameters()),
+                                      lr=cfg["lr"][0], betas=betas, eps=cfg["adam_eps"])
+        self.opt_d = torch.optim.Adam(self.decoder.parameters(), lr=cfg["lr"][0], betas=betas, eps=cfg["adam_eps"])
+        self.generator = torch.Generator().manual_seed(cfg["seed"] * 7919 + 17)
+        self.pool = ImagePool(cfg["pool_size"])
+        self.pool_phase = 0
+        self.samples = 0
+        self.iteration = 0
+        self.wall_time = 0.0
+        self.log_lines: list[str] = []
+
+        gb = cfg["batch"][0]
+        for b in cfg["batch"]:
+            if b % self.world:
+                raise UserError(f"global batch {b} does not split evenly across {self.world} processes")
+        self.dataset = ImageFolderDataset(data, resolution=4, mirror=cfg["mirror"],
+                                          split=None if cfg["split"] == "all" else cfg["split"],
+                                          test_fraction=cfg["test_fraction"], seed=cfg["seed"])
+        self.data_root = Path(data)
+        self._loader_state: dict | None = None
+        self._make_loader = lambda state: make_loader(
+            self.dataset, gb // self.world, workers=cfg["workers"], seed=cfg["seed"], rank=self.rank,
+            world_size=self.world, resolution=4, state=state)
+        self.stream = None
+        self._grid_images: torch.Tensor | None = None
+        self.stop_signal: int | None = None
+        self.tb = None
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "state" / STATE_NAME
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {}
+        tensors.update(module_tensors("encoder", self.encoder))
+        tensors.update(module_tensors("decoder", self.decoder))
+        tensors.update(module_tensors("ema", self.ema))
+        tensors.update(module_tensors("robust", self.robust))
+        t_e, m_e = optimizer_to_flat(self.opt_e, "e")
+        t_d, m_d = optimizer_to_flat(self.opt_d, "d")
+        tensors.update(t_e)
+        tensors.update(t_d)
+        if self.pool.images:
+            tensors["pool.images"] = torch.stack(self.pool.images)
+        t_rng, m_rng = rng_snapshot(self.generator)
+        tensors.update(t_rng)
+        meta = {"config": self.cfg, "samples": self.samples, "iteration": self.iteration,
+                "wall_time": self.wall_time, "opt_e": m_e, "opt_d": m_d, "rng": m_rng,
+                "pool": {"size": self.pool.size, "phase": self.pool_phase},
+                "loader": self.stream.state_dict() if self.stream is not None else self._loader_state,
+                "skipped_files": sorted(self.dataset.skipped_files)}
+        return tensors, meta
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        load_module("encoder", self.encoder, tensors)
+        load_module("decoder", self.decoder, tensors)
+        load_module("ema", self.ema, tensors)
+        load_module("robust", self.robust, tensors)
+        optimizer_from_flat(self.opt_e, "e", tensors, meta["opt_e"])
+        optimizer_from_flat(self.opt_d, "d", tensors, meta["opt_d"])
+        self.pool = ImagePool(meta["pool"]["size"])
+        self.pool_phase = meta["pool"]["phase"]
+        if "pool.images" in tensors:
+            self.pool.images = [t.to(self.device) for t in tensors["pool.images"]]
+        rng_restore(self.generator, tensors, meta["rng"])
+        self.samples, self.iteration = meta["samples"], meta["iteration"]
+        self.wall_time = meta["wall_time"]
+        self._loader_state = meta["loader"]
+        self.dataset.skipped_files.update(meta.get("skipped_files", []))
+
+    def save_checkpoint(self) -> None:
+        if self.is_main:
+            tensors, meta = self.state_dict()
+            save_state(self.state_path, tensors, meta)
+            self.snapshot().save(self.run_dir / "model.safetensors", overwrite=True)
+
+    def snapshot(self) -> Automodulator:
+        """A model file's view of the run: the encoder and the EMA decoder."""
+        with torch.random.fork_rng(devices=[]):  # building it draws initial weights: keep the RNG stream
+            m = Automodulator(self.model_config)
+        m.encoder.load_state_dict(self.encoder.state_dict())
+        m.decoder.load_state_dict(self.ema.state_dict())
+        plan = step_plan(self.cfg, self.samples)
+        m.provenance = {"preset": self.cfg["preset"], "training_command": self.command,
+                        "samples_seen": self.samples, "wall_time_s": round(self.wall_time, 1),
+                        "seed": self.cfg["seed"], "git_commit": git_commit(), "trained_phase": plan["phase"],
+                        "trained_resolution": plan["resolution"], "alpha": plan["alpha"],
+                        "data": str(self.data_root), "processes": self.world}
+        return m
+
+    def restore_or_start(self, overwrite: bool) -> bool:
+        """Resume from the run directory when it holds a state; returns True when resuming."""
+        cfg_path = self.run_dir / "config.json"
+        if self.state_path.exists() and not overwrite:
+            tensors, meta = load_state(self.state_path)
+            old = meta["config"]
+            diff = config_differences(old, self.cfg)
+            if diff:
+                detail = ", ".join(f"{k}: {old.get(k)!r} -> {self.cfg.get(k)!r}" for k in diff[:4])
+                raise UserError(f"this run was started with another configuration ({detail}); use the same "
+                                f"settings to resume, another --out, or --overwrite to start again", self.run_dir)
+            self.load_state_dict(tensors, meta)
+            resumed = True
+        else:
+            if not overwrite and cfg_path.exists() and not self.state_path.exists():
+                old = json.loads(cfg_path.read_text())
+                diff = config_differences(old, self.cfg)
+                if diff:
+                    raise UserError("this run directory holds another run's config.json (differs in "
+                                    f"{', '.join(diff[:4])}); use another --out or --overwrite", self.run_dir)
+            resumed = False
+        if self.is_main:
+            write_text_atomic(cfg_path, json.dumps(self.cfg, indent=2, sort_keys=True) + "\n", overwrite=True)
+            log_path = self.run_dir / "log.jsonl"
+            if resumed and log_path.exists():  # drop lines written after the state we resume from
+                for line in log_path.read_text().splitlines():
+                    try:
+                        if json.loads(line)["samples"] <= self.samples:
+                            self.log_lines.append(line)
+                    except (json.JSONDecodeError, KeyError):
+                        continue
+        return resumed
+
+    # -- one iteration ------------------------------------------------------------------------------
+    def _codes(self, n: int) -> torch.Tensor:
+        return F.normalize(torch.randn(n, self.cfg["latent_dim"], generator=self.generator), dim=1)
+
+    def _local(self, t: torch.Tensor) -> torch.Tensor:
+        n = t.shape[0] // self.world
+        return t[self.rank * n:(self.rank + 1) * n]
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        """On a CPU every step is checked before it is applied. On CUDA that would be a host sync per
+        step, so the accumulated log values are checked instead (``_check_accumulated``) at every
+        log line and before every checkpoint: a checkpoint never holds a non-finite state."""
+        if self.cuda:
+            return
+        values = torch.stack([terms[k].detach().float() for k in terms])
+        if not bool(torch.isfinite(values).all()):
+            bad = next(k for k in terms if not math.isfinite(float(terms[k].detach())))
+            raise NonFiniteLoss(f"the loss term '{bad}' is not finite at {self.samples} samples; the step was "
+                                f"not applied and the last good state is kept in {self.state_path}")
+
+    def _check_accumulated(self, acc: torch.Tensor) -> None:
+        finite = torch.isfinite(acc).tolist()
+        if not all(finite):
+            bad = TERMS[finite.index(False)]
+            raise NonFiniteLoss(f"the loss term '{bad}' became non-finite before {self.samples} samples; "
+                                f"the last good state is kept in {self.state_path}")
+
+    def encoder_step(self, x_real: torch.Tensor, plan: dict) -> dict[str, torch.Tensor]:
+        """φ's step: fakes (25% style-mixed, pooled once α = 1), KLs, reconstruction, KL gap."""
+        cfg, p, G = self.cfg, plan["phase"], plan["batch"]
+        z = self._codes(G)
+        z_b = self._codes(G)
+        cross = int(torch.randint(1, p + 1, (1,), generator=self.generator)) if p > 0 else None
+        mixed = torch.arange(G) < int(round(G * cfg["e_mix_fraction"]))
+        self.decoder.requires_grad_(False)
+        try:
+            terms = self._encoder_loss(x_real, plan, z, z_b, cross, mixed)
+            self._check_finite(terms)
+            self.opt_e.zero_grad(set_to_none=True)
+            terms["loss_e"].backward()
+            advance_power_iteration(self.encoder, p)  # after the backward (autograd saved u), before the step
+        finally:
+            self.decoder.requires_grad_(True)
+        params = [q for g in self.opt_e.param_groups for q in g["params"]]
+        average_gradients(params)
+        self._set_lr(self.opt_e, plan["lr"])
+        self.opt_e.step()
+        return terms
+
+    def _encoder_loss(self, x_real, plan, z, z_b, cross, mixed) -> dict[str, torch.Tensor]:
+        cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
+        n = p + 1
+        with torch.no_grad(), self._autocast():
+            stack = code_stack_mixed(self._local(z).to(self.device), self._local(z_b).to(self.device),
+                                     self._local(mixed), cross, n)
+            fakes = run_decoder(self.decoder, stack, p, alpha, noise)[0].float()
+        if alpha >= 1.0 and self.pool.size > 0:
+            fakes = self._local(self.pool(gather_batch(fakes, grad=False), self.generator))
+        b = x_real.shape[0]
+        with self._autocast():
+            codes = self.encoder(torch.cat([x_real, fakes]), p, alpha).float()
+        z_real, z_fake = codes[:b], codes[b:]
+        kl_real = losses.batch_kl(gather_batch(z_real))
+        kl_fake = losses.batch_kl(gather_batch(z_fake))
+        with self._autocast():
+            recon_img = run_decoder(self.decoder, z_real, p, alpha, noise)[0]
+        residual = recon_img.float() - x_real.float()
+        recon = self.robust[p](residual) if cfg["loss"] == "robust" else losses.l1_loss(residual)
+        gap = losses.kl_gap(kl_real, kl_fake, plan["margin"], cfg["kl_weight"])
+        loss = cfg["kl_weight"] * kl_real + cfg["recon_weight"] * plan["match_x"] * recon + gap
+        return {"kl_real": kl_real, "kl_fake": kl_fake, "recon": recon, "kl_gap": gap, "loss_e": loss}
+
+    def decoder_step(self, plan: dict) -> dict[str, torch.Tensor]:
+        """θ's step: 50% style-mixed fakes re-encoded; KL, code mismatch, scale consistency; then EMA."""
+        cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
+        G, n = plan["batch"], p + 1
+        z = self._codes(G)
+        z_b = self._codes(G)
+        cross = int(torch.randint(1, p + 1, (1,), generator=self.generator)) if p > 0 else None
+        n_mixed = int(round(G * cfg["d_mix_fraction"])) if cross is not None else 0
+        mixed_global = torch.arange(G) < n_mixed
+        mixed = self._local(mixed_global)
+        z_l, zb_l = self._local(z).to(self.device), self._local(z_b).to(self.device)
+        self.encoder.requires_grad_(False)
+        if p > 0:
+            self.decoder.to_rgb[p - 1].requires_grad_(False)
+        with self._autocast():
+            stack = code_stack_mixed(z_l, zb_l, mixed, cross, n)
+            fakes, h_cross = run_decoder(self.decoder, stack, p, alpha, noise, split=cross)
+            z_hat = self.encoder(fakes, p, alpha).float()
+        kl = losses.batch_kl(gather_batch(z_hat))
+        unmixed_rows = (~mixed).nonzero().flatten().to(self.device)
+        # Per-sample terms: this rank's sum over the global count, times the world size (gradients are
+        # averaged over ranks), so the result equals the single-process mean.
+        cos = self.world * losses.cos_mismatch(z_hat[unmixed_rows], z_l[unmixed_rows], "sum") / (G - n_mixed)
+        if n_mixed and bool(mixed.any()):  # (a CPU mask: no device sync)
+            rows = mixed.nonzero().flatten().to(self.device)
+            with self._autocast():
+                h_again = self.decoder.features(z_hat[rows], 0, cross, noise=noise)
+            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[rows].float(), "sum") / (
+                n_mixed * h_again[0].numel())
+        else:
+            cons = torch.zeros((), device=self.device)
+        loss = cfg["kl_weight"] * kl + cfg["cos_weight"] * cos + cfg["consistency_weight"] * cons
+        terms = {"kl_dec": kl, "cos": cos, "consistency": cons, "loss_d": loss}
+        try:
+            self._check_finite(terms)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            advance_power_iteration(self.encoder, p)
+        finally:
+            self.encoder.requires_grad_(True)
+            self.decoder.requires_grad_(True)
+        average_gradients(list(self.decoder.parameters()))
+        self._set_lr(self.opt_d, plan["lr"])
+        self.opt_d.step()
+        with torch.no_grad():
+            live = list(self.decoder.parameters())
+            torch._foreach_lerp_(list(self.ema.parameters()), live, 1.0 - cfg["ema_decay"])
+        return terms
+
+    @staticmethod
+    def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+        for g in opt.param_groups:
+            g["lr"] = lr
+
+    def train_iteration(self, x_real: torch.Tensor, plan: dict) -> dict[str, torch.Tensor]:
+        if plan["phase"] != self.pool_phase or plan["pool_size"] != self.pool.size:
+            self.pool = ImagePool(plan["pool_size"])  # reset at each phase change
+            self.pool_phase = plan["phase"]
+        from ..data.datasets import fade_real_images
+
+        x_real = fade_real_images(x_real.to(self.device, non_blocking=True), plan["alpha"])
+        if self.cuda:
+            x_real = x_real.contiguous(memory_format=torch.channels_last)
+        terms = self.encoder_step(x_real, plan)
+        terms.update(self.decoder_step(plan))
+        self.samples += plan["batch"]
+        self.iteration += 1
+        return terms
+
+    def next_batch(self, plan: dict) -> torch.Tensor:
+        if self.stream is None:
+            self.stream = self._make_loader(self._loader_state)
+        self.stream.set_resolution(plan["resolution"])
+        self.stream.set_batch_size(plan["batch"] // self.world)
+        # Starting a DataLoader iterator draws a seed from torch's global RNG; a resumed run starts one
+        # more iterator than an uninterrupted one, so keep loading out of the RNG stream (layer noise).
+        rng = torch.get_rng_state()
+        try:
+            return next(self.stream)
+        finally:
+            torch.set_rng_state(rng)
+
+    # -- outputs --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def write_grids(self) -> None:
+        from ..io.images import save_grid
+
+        plan = step_plan(self.cfg, self.samples)
+        p, alpha, R = plan["phase"], plan["alpha"], plan["resolution"]
+        gen = torch.Generator().manual_seed(12345)
+        codes = F.normalize(torch.randn(16, self.cfg["latent_dim"], generator=gen), dim=1).to(self.device)
+        out = self.run_dir / "grids"
+        tag = f"{self.samples:09d}"
+        samples = run_decoder(self.ema, codes, p, alpha, False)[0]
+        save_grid(samples.clamp(-1, 1).cpu(), out / f"{tag}-samples.png", nrow=8, overwrite=True)
+        idx = list(range(min(8, len(self.dataset))))
+        real = torch.stack([self.dataset.read(i, resolution=R) for i in idx]).to(self.device)
+        z = self.encoder(real, p, alpha)
+        recon = run_decoder(self.ema, z, p, alpha, False)[0]
+        pairs = torch.stack([real, recon], 1).flatten(0, 1)
+        save_grid(pairs.clamp(-1, 1).cpu(), out / f"{tag}-reconstructions.png", nrow=8, overwrite=True)
+        if p >= 1 and len(idx) >= 4:
+            # Mixing matrix: row i takes its coarse blocks (4-8) from column j's image.
+            za, zb = z[:4], z[4:8] if len(idx) >= 8 else z[:4]
+            n, cut = p + 1, min(2, p + 1)
+            tiles = [torch.ones_like(real[0])] + list(real[4:8] if len(idx) >= 8 else real[:4])
+            for i in range(4):
+                tiles.append(real[i])
+                for j in range(4):
+                    stack = za[i:i + 1].unsqueeze(1).repeat(1, n, 1)
+                    stack[:, :cut] = zb[j]
+                    tiles.append(run_decoder(self.ema, stack, p, alpha, False)[0][0])
+            save_grid(torch.stack(tiles).clamp(-1, 1).cpu(), out / f"{tag}-mixing.png", nrow=5, overwrite=True)
+
+    def write_log(self, record: dict) -> None:
+        self.log_lines.append(json.dumps(record, sort_keys=True))
+        write_text_atomic(self.run_dir / "log.jsonl", "\n".join(self.log_lines) + "\n", overwrite=True)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "samples":
+                    self.tb.add_scalar(k, v, record["samples"])
+            self.tb.flush()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _handle_signal(self, signum, _frame) -> None:
+        self.stop_signal = signum
+
+    def _stop_requested(self) -> bool:
+        flag = 1 if self.stop_signal is not None else 0
+        if self.world > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([flag], device=self.device if self.cuda else "cpu")
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = int(t)
+        return bool(flag)
+
+    def run(self, overwrite: bool = False, max_iterations: int | None = None) -> int:
+        """Train to the configured duration (or ``max_iterations`` more iterations). Returns the
+        number of samples seen. Raises ``Interrupted`` after saving on SIGINT/SIGTERM."""
+        cfg = self.cfg
+        resumed = self.restore_or_start(overwrite)
+        if resumed and self.is_main:
+            self.say(f"resuming from {self.samples} samples ({self.run_dir})")
+        if self.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed
+                self.tb = None
+        old_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old_handlers[sig] = signal.signal(sig, self._handle_signal)
+            except ValueError:  # not the main thread
+                pass
+        acc = torch.zeros(len(TERMS), device=self.device)
+        acc_n = 0
+        t_start, wall_base = time.perf_counter(), self.wall_time
+        t_last = t_start  # start of the current log interval (for images/s)
+        t_ckpt = time.monotonic()
+        samples_last = self.samples
+        done_iterations = 0
+        interactive = self.show_progress and sys.stderr.isatty()
+        progress = self._progress() if (self.is_main and interactive) else None
+        try:
+            if progress is not None:
+                progress.start()
+                task = progress.add_task("training", total=cfg["duration"], completed=self.samples, rate="")
+            while self.samples < cfg["duration"]:
+                if max_iterations is not None and done_iterations >= max_iterations:
+                    break
+                plan = step_plan(cfg, self.samples)
+                x = self.next_batch(plan)
+                before = self.samples
+                terms = self.train_iteration(x, plan)
+                done_iterations += 1
+                acc += torch.stack([terms[k].detach().float() for k in TERMS])
+                acc_n += 1
+                now = time.perf_counter()
+                if progress is not None:
+                    progress.update(task, completed=self.samples,
+                                    description=f"phase {plan['phase']} {plan['resolution']}² α={plan['alpha']:.2f}")
+                crossed = lambda every: before // every != self.samples // every  # noqa: E731
+                if crossed(cfg["log_every"]) or self.samples >= cfg["duration"]:
+                    if self.world > 1:
+                        import torch.distributed as dist
+
+                        dist.all_reduce(acc)
+                        acc /= self.world
+                    self._check_accumulated(acc)
+                    values = (acc / max(acc_n, 1)).tolist()
+                    elapsed = now - t_last
+                    self.wall_time = wall_base + now - t_start
+                    record = {"samples": self.samples, "iteration": self.iteration, "phase": plan["phase"],
+                              "resolution": plan["resolution"], "alpha": round(plan["alpha"], 6),
+                              "lr": plan["lr"], "margin": plan["margin"], "batch": plan["batch"],
+                              **{k: v for k, v in zip(TERMS, values)},
+                              "images_per_s": round((self.samples - samples_last) / max(elapsed, 1e-9), 3),
+                              "skipped_files": self.dataset.skipped, "wall_time_s": round(self.wall_time, 1)}
+                    if self.is_main:
+                        self.write_log(record)
+                        if progress is not None:
+                            progress.update(task, rate=f"{record['images_per_s']:.1f} img/s")
+                        if progress is None and self.show_progress:
+                            self.say(self._summary(record))
+                    acc.zero_()
+                    acc_n, t_last, samples_last = 0, now, self.samples
+                if self.is_main and (crossed(cfg["grid_every"]) or self.samples >= cfg["duration"]):
+                    self.write_grids()
+                if crossed(cfg["checkpoint_every"]) or time.monotonic() - t_ckpt > 60 * cfg["checkpoint_minutes"] \
+                        or self.samples >= cfg["duration"]:
+                    if self.cuda:
+                        self._check_accumulated(acc)
+                    self.wall_time = wall_base + time.perf_counter() - t_start
+                    self.save_checkpoint()
+                    t_ckpt = time.monotonic()
+                if self._stop_requested():
+                    if self.cuda:
+                        self._check_accumulated(acc)
+                    self.wall_time = wall_base + time.perf_counter() - t_start
+                    self.save_checkpoint()
+                    raise Interrupted(self.stop_signal or signal.SIGTERM)
+        finally:
+            if progress is not None:
+                progress.stop()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+            if self.tb is not None:
+                self.tb.close()
+        return self.samples
+
+    def _progress(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=False, refresh_per_second=2)
+
+    @staticmethod
+    def _summary(r: dict) -> str:
+        return (f"{r['samples']:>9} samples  phase {r['phase']} {r['resolution']}² α={r['alpha']:.2f}  "
+                f"E {r['loss_e']:.4f} (kl {r['kl_real']:.3f}/{r['kl_fake']:.3f} rec {r['recon']:.4f})  "
+                f"D {r['loss_d']:.4f} (cos {r['cos']:.5f} cons {r['consistency']:.4f})  "
+                f"{r['images_per_s']:.1f} img/s")

@@ -1,0 +1,213 @@
+"""Training presets and the progressive schedule as pure functions of the sample count.
+
+A resolved training configuration is a flat JSON-able dict (``resolve_config``). Per-phase values
+are lists indexed by phase p (resolution 4·2^p): ``phase_starts`` (samples), ``lr``, ``margin`` and
+``batch`` (the global batch, split across ranks). The reference values (spec §2) are per-GPU
+batches; the presets use them as the global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+from ..errors import UserError
+
+K, M = 1_000, 1_000_000
+
+# Reference per-resolution values, phase 0 (4²) .. 8 (1024²).
+REF_BATCH = [128, 128, 128, 64, 32, 32, 16, 4, 4]
+REF_LR = [5e-4, 5e-4, 5e-4, 5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3]
+REF_MARGIN = [0.0, 0.0, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]
+REF_STARTS = [0, 2_400 * K, 4_800 * K, 7_200 * K, 9_600 * K, 20_040 * K]
+
+# Defaults shared by every preset (names are the config keys; every one can be overridden).
+COMMON = {
+    "variant": "large",
+    "width": 1.0,
+    "latent_dim": 512,
+    "fade": 1_200 * K,             # samples of each phase spent fading in (α ramps 0 → 1)
+    "lr": REF_LR,
+    "margin": REF_MARGIN,
+    "batch": REF_BATCH,
+    "adam_betas": [0.0, 0.99],
+    "adam_eps": 1e-8,
+    "ema_decay": 0.999,
+    "loss": "robust",             # image reconstruction loss: robust (Barron, adaptive) or l1
+    "kl_weight": 0.1,
+    "recon_weight": 0.2,
+    "match_x_fade": 1.0,           # reconstruction multiplier during a fade ...
+    "match_x_stable": 1.5,         # ... and once α = 1
+    "cos_weight": 100.0,
+    "consistency_weight": 1.0,
+    "e_mix_fraction": 0.25,        # share of the encoder step's fakes that are style-mixed
+    "d_mix_fraction": 0.5,         # share of the decoder step's batch that is style-mixed
+    "pool_size": 200,              # image pool below pool_large_resolution ...
+    "pool_size_large": 100,        # ... and from it up
+    "pool_large_resolution": 256,
+    "layer_noise": True,
+    "mirror": True,
+    "split": "all",                # all, or train (leave out the deterministic test split)
+    "test_fraction": 0.05,
+    "workers": 2,
+    "seed": 0,
+    "checkpoint_every": 500 * K,   # samples between training-state checkpoints (and snapshots)
+    "checkpoint_minutes": 15.0,    # ... and at least this often in wall time
+    "log_every": 10 * K,           # samples between log lines
+    "grid_every": 500 * K,         # samples between image grids
+    "device": "auto",
+    "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
+}
+
+PRESETS: dict[str, dict] = {
+    "ffhq256": {"resolution": 256, "phase_starts": REF_STARTS + [30_680 * K], "duration": 34_700 * K},
+    "ffhq512": {"resolution": 512, "phase_starts": REF_STARTS + [30_680 * K, 35_700 * K], "duration": 42_400 * K},
+    "celebahq256": {"resolution": 256, "variant": "small", "phase_starts": REF_STARTS + [27_500 * K],
+                    "duration": 31_900 * K, "margin": REF_MARGIN[:5] + [0.02, 0.04]},
+    "lsun-cars256": {"resolution": 256, "phase_starts": REF_STARTS + [30_000 * K], "duration": 32_100 * K,
+                     "mirror": False},
+    "lsun-bedrooms256": {"resolution": 256, "phase_starts": REF_STARTS + [30_000 * K], "duration": 27_600 * K,
+                         "mirror": False},
+    # CPU presets: narrow networks, short phases and fades, small batches.
+    "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 10 * K, 20 * K, 40 * K],
+              "fade": 10 * K, "duration": 100 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
+              "margin": [0.0, 0.0, 0.05, 0.05], "checkpoint_every": 10 * K, "checkpoint_minutes": 5.0,
+              "log_every": 2 * K, "grid_every": 10 * K, "workers": 1},
+    # toy64: ~35-40 min on 2 CPU cores (measured ~330 img/s at 16², ~115 at 32², ~33 at 64²).
+    "toy64": {"resolution": 64, "width": 1 / 16, "latent_dim": 512,
+              "phase_starts": [0, 10 * K, 20 * K, 40 * K, 80 * K],
+              "fade": 10 * K, "duration": 140 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
+              "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "checkpoint_every": 10 * K, "checkpoint_minutes": 5.0,
+              "log_every": 1 * K, "grid_every": 10 * K, "workers": 1},
+}
+
+PER_PHASE_KEYS = ("phase_starts", "lr", "margin", "batch")
+# Keys that may change when a run is resumed (they do not change what is trained).
+RESUMABLE_KEYS = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
+                  "device", "threads"}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Settings that differ between a saved run and a new command, ignoring the resumable ones and
+    settings the saved run predates when the new command leaves them at their default."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k in RESUMABLE_KEYS:
+            continue
+        if k not in old and k in COMMON and new.get(k) == COMMON[k]:
+            continue
+        if old.get(k) != new.get(k):
+            out.append(k)
+    return out
+
+
+def parse_count(text: str | int | float) -> int:
+    """'30M' / '500k' / '1.5M' / '20000' -> a number of images."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", str(text))
+    if not m:
+        raise UserError(f"cannot read '{text}' as a number of images (use e.g. 20000, 500k or 1.5M)")
+    value = float(m.group(1)) * {"": 1, "k": K, "m": M}[m.group(2).lower()]
+    return int(round(value))
+
+
+def n_phases(resolution: int) -> int:
+    return int(math.log2(resolution)) - 1
+
+
+def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> dict:
+    """Preset + overrides -> the full configuration (validated; per-phase lists cut to the resolution).
+
+    A scalar override of a per-phase key (``lr``, ``margin``, ``batch``) applies to every phase.
+    """
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+    cfg = copy.deepcopy(COMMON)
+    cfg.update(copy.deepcopy(PRESETS[preset]))
+    cfg["preset"] = preset
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in cfg:
+            raise UserError(f"unknown training setting '{key}' (known: {', '.join(sorted(cfg))})")
+        if key in ("lr", "margin", "batch") and not isinstance(value, (list, tuple)):
+            value = [value] * len(cfg[key])
+        cfg[key] = list(value) if isinstance(value, tuple) else value
+    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every"):
+        cfg[key] = parse_count(cfg[key])
+    cfg["phase_starts"] = [parse_count(s) for s in cfg["phase_starts"]]
+    cfg["batch"] = [int(b) for b in cfg["batch"]]
+    res = cfg["resolution"]
+    if not isinstance(res, int) or res < 4 or res & (res - 1):
+        raise UserError(f"resolution must be a power of two >= 4, got {res}")
+    n = n_phases(res)
+    for key in PER_PHASE_KEYS:
+        if len(cfg[key]) < n:
+            raise UserError(f"preset '{preset}' defines '{key}' for {len(cfg[key])} phases; resolution {res} "
+                            f"needs {n} (give --set {key}=[...] with one value per phase)")
+        cfg[key] = cfg[key][:n]
+    starts = cfg["phase_starts"]
+    if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+        raise UserError(f"phase_starts must start at 0 and increase, got {starts}")
+    if any(b < 1 for b in cfg["batch"]):
+        raise UserError(f"batch sizes must be positive, got {cfg['batch']}")
+    if cfg["loss"] not in ("robust", "l1"):
+        raise UserError(f"loss must be 'robust' or 'l1', got '{cfg['loss']}'")
+    if cfg["split"] not in ("all", "train"):
+        raise UserError(f"split must be 'all' or 'train', got '{cfg['split']}'")
+    if cfg["fade"] < 1 or cfg["duration"] < 1:
+        raise UserError("fade and duration must be at least 1 sample")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# The schedule: pure functions of the sample count
+
+
+def phase_at(cfg: dict, samples: int) -> int:
+    starts = cfg["phase_starts"]
+    return max(p for p, s in enumerate(starts) if s <= samples)
+
+
+def alpha_at(cfg: dict, samples: int) -> float:
+    """Fade-in weight of the newest block: min(1, samples into the phase / fade); 1 at phase 0."""
+    p = phase_at(cfg, samples)
+    if p == 0:
+        return 1.0
+    return min(1.0, (samples - cfg["phase_starts"][p]) / cfg["fade"])
+
+
+def resolution_at(cfg: dict, samples: int) -> int:
+    return 4 * 2 ** phase_at(cfg, samples)
+
+
+def lr_at(cfg: dict, samples: int) -> float:
+    return float(cfg["lr"][phase_at(cfg, samples)])
+
+
+def margin_at(cfg: dict, samples: int) -> float:
+    return float(cfg["margin"][phase_at(cfg, samples)])
+
+
+def batch_at(cfg: dict, samples: int) -> int:
+    """Global batch size (all ranks together)."""
+    return int(cfg["batch"][phase_at(cfg, samples)])
+
+
+def match_x_at(cfg: dict, samples: int) -> float:
+    return cfg["match_x_fade"] if alpha_at(cfg, samples) < 1.0 else cfg["match_x_stable"]
+
+
+def pool_size_at(cfg: dict, samples: int) -> int:
+    big = resolution_at(cfg, samples) >= cfg["pool_large_resolution"]
+    return int(cfg["pool_size_large"] if big else cfg["pool_size"])
+
+
+def step_plan(cfg: dict, samples: int) -> dict:
+    """Everything one iteration needs from the schedule at this sample count."""
+    return {"phase": phase_at(cfg, samples), "resolution": resolution_at(cfg, samples),
+            "alpha": alpha_at(cfg, samples), "lr": lr_at(cfg, samples), "margin": margin_at(cfg, samples),
+            "batch": batch_at(cfg, samples), "match_x": match_x_at(cfg, samples),
+            "pool_size": pool_size_at(cfg, samples)}

@@ -1,0 +1,100 @@
+"""One training iteration changes exactly what each step may change; non-finite losses stop the step."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from automod_cli.train.loop import NonFiniteLoss, Trainer
+from automod_cli.train.schedule import resolve_config, step_plan
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster (and steadier on a busy machine) than several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_images(folder, n=12, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        arr = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def tiny_config(**over):
+    base = {"resolution": 16, "width": 1 / 64, "latent_dim": 16, "phase_starts": [0, 8, 16], "fade": 16,
+            "duration": 48, "batch": 8, "workers": 0, "device": "cpu", "log_every": 16, "grid_every": 10**6,
+            "checkpoint_every": 10**6}
+    base.update(over)
+    return resolve_config("toy32", base)
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def changed(before, module):
+    return {k for k, v in module.named_parameters() if not torch.equal(before[k], v.detach())}
+
+
+@pytest.fixture()
+def trainer(tmp_path):
+    data = make_images(tmp_path / "data")
+    torch.manual_seed(0)
+    return Trainer(tiny_config(), data, tmp_path / "run", progress=False)
+
+
+def test_each_step_changes_only_its_parameters(trainer):
+    cfg = trainer.cfg
+    plan = step_plan(cfg, 12)  # phase 1 (8²), fading in: α = 0.25
+    assert plan["phase"] == 1 and 0 < plan["alpha"] < 1
+    x = torch.rand(plan["batch"], 3, 8, 8) * 2 - 1
+    enc0, dec0, ema0 = snapshot(trainer.encoder), snapshot(trainer.decoder), snapshot(trainer.ema)
+    rob0 = snapshot(trainer.robust)
+    u0 = [m.u.clone() for m in trainer.encoder.modules() if hasattr(m, "u")]
+
+    trainer.encoder_step(x, plan)
+    assert changed(dec0, trainer.decoder) == set()
+    enc_changed = changed(enc0, trainer.encoder)
+    used_encoder = {k for k in enc0 if k.startswith(("blocks.0.", "blocks.1.", "from_rgb.0.", "from_rgb.1."))}
+    assert enc_changed == used_encoder  # block 2 and from_rgb[2] are not in use at phase 1
+    assert changed(rob0, trainer.robust) == {"1.latent_alpha", "1.latent_scale"}  # the 8² loss only
+    u1 = [m.u.clone() for m in trainer.encoder.modules() if hasattr(m, "u")]
+    assert sum(not torch.equal(a, b) for a, b in zip(u0, u1)) == 4  # blocks 0 and 1: 2 convs each
+
+    enc1, dec1, rob1 = snapshot(trainer.encoder), snapshot(trainer.decoder), snapshot(trainer.robust)
+    trainer.decoder_step(plan)
+    assert changed(enc1, trainer.encoder) == set()
+    assert changed(rob1, trainer.robust) == set()
+    dec_changed = changed(dec1, trainer.decoder)
+    used = {k for k in dec1 if k.startswith(("blocks.0.", "blocks.1.", "to_rgb.1."))}
+    assert dec_changed == used  # everything in use except the frozen to_rgb[p-1]
+    assert not any(k.startswith(("to_rgb.0.", "blocks.2.", "to_rgb.2.")) for k in dec_changed)
+    ema_changed = changed(ema0, trainer.ema)
+    assert ema_changed == used
+    # EMA moved 0.1% of the way: ema = 0.999·old + 0.001·live
+    k = "blocks.1.conv1.weight"
+    expected = torch.lerp(ema0[k], dict(trainer.decoder.named_parameters())[k].detach(), 0.001)
+    assert torch.allclose(dict(trainer.ema.named_parameters())[k], expected, atol=1e-7)
+    # all requires_grad flags are restored after the steps
+    assert all(p.requires_grad for p in trainer.encoder.parameters())
+    assert all(p.requires_grad for p in trainer.decoder.parameters())
+
+
+def test_non_finite_loss_stops_the_step_and_names_the_term(trainer):
+    plan = step_plan(trainer.cfg, 20)  # phase 2
+    x = torch.rand(plan["batch"], 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        trainer.robust[2].latent_alpha[0, 0, 0] = float("nan")  # only the reconstruction term sees it
+    enc0, rob0 = snapshot(trainer.encoder), snapshot(trainer.robust)
+    with pytest.raises(NonFiniteLoss, match="'recon'"):
+        trainer.encoder_step(x, plan)
+    assert changed(enc0, trainer.encoder) == set()
+    assert all(bool((a.eq(b) | a.isnan()).all()) for a, b in zip(rob0.values(), trainer.robust.parameters()))
+    assert all(p.requires_grad for p in trainer.decoder.parameters())  # the freeze was undone
