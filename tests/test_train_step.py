@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from automod_cli.train.loop import NonFiniteLoss, Trainer
+from automod_cli.train.loop import run_decoder, NonFiniteLoss, Trainer
 from automod_cli.train.schedule import resolve_config, step_plan
 
 
@@ -30,7 +30,7 @@ def make_images(folder, n=12, size=16, seed=0):
 def tiny_config(**over):
     base = {"resolution": 16, "width": 1 / 64, "latent_dim": 16, "phase_starts": [0, 8, 16], "fade": 16,
             "duration": 48, "batch": 8, "workers": 0, "device": "cpu", "log_every": 16, "grid_every": 10**6,
-            "checkpoint_every": 10**6}
+            "checkpoint_every": 10**6, "ema_decay": 0.999, "decoder_recon_weight": 0.0}  # the paper's game
     base.update(over)
     return resolve_config("toy32", base)
 
@@ -85,6 +85,26 @@ def test_each_step_changes_only_its_parameters(trainer):
     # all requires_grad flags are restored after the steps
     assert all(p.requires_grad for p in trainer.encoder.parameters())
     assert all(p.requires_grad for p in trainer.decoder.parameters())
+
+
+def test_decoder_pixel_loss_of_the_cpu_presets(tmp_path):
+    """decoder_recon_weight > 0 adds an L1 term for the decoder only; the encoder is untouched."""
+    data = make_images(tmp_path / "data")
+    torch.manual_seed(0)
+    t = Trainer(tiny_config(decoder_recon_weight=1.0), data, tmp_path / "run", progress=False)
+    plan = step_plan(t.cfg, 20)  # phase 2, α = 0.25
+    x = torch.rand(plan["batch"], 3, 16, 16) * 2 - 1
+    enc0 = snapshot(t.encoder)
+    with torch.no_grad():
+        z = t.encoder(x, plan["phase"], plan["alpha"])
+        expected = (run_decoder(t.decoder, z, plan["phase"], plan["alpha"], False)[0] - x).abs().mean()
+    t.cfg["layer_noise"] = False  # so the hand-computed value is deterministic
+    terms = t.decoder_step(plan, x)
+    assert torch.allclose(terms["recon_dec"], expected, atol=1e-6)
+    assert changed(enc0, t.encoder) == set()
+    assert torch.allclose(terms["loss_d"], 0.1 * terms["kl_dec"] + 100 * terms["cos"] + terms["consistency"]
+                          + terms["recon_dec"], atol=1e-4)
+    assert "recon_dec" not in Trainer(tiny_config(), data, tmp_path / "run2", progress=False).decoder_step(plan, x)
 
 
 def test_non_finite_loss_stops_the_step_and_names_the_term(trainer):

@@ -463,8 +463,12 @@ class Trainer:
         loss = cfg["kl_weight"] * kl_real + cfg["recon_weight"] * plan["match_x"] * recon + gap
         return {"kl_real": kl_real, "kl_fake": kl_fake, "recon": recon, "kl_gap": gap, "loss_e": loss}
 
-    def decoder_step(self, plan: dict) -> dict[str, torch.Tensor]:
-        """θ's step: 50% style-mixed fakes re-encoded; KL, code mismatch, scale consistency; then EMA."""
+    def decoder_step(self, plan: dict, x_real: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """θ's step: 50% style-mixed fakes re-encoded; KL, code mismatch, scale consistency; then EMA.
+
+        With ``decoder_recon_weight`` > 0 (the CPU presets only; the paper's game has 0) the decoder
+        also gets a direct L1 pixel loss on reconstructions of the real batch, codes held fixed.
+        """
         cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
         G, n = plan["batch"], p + 1
         z = self._codes(G)
@@ -495,7 +499,16 @@ class Trainer:
         else:
             cons = torch.zeros((), device=self.device)
         loss = cfg["kl_weight"] * kl + cfg["cos_weight"] * cos + cfg["consistency_weight"] * cons
-        terms = {"kl_dec": kl, "cos": cos, "consistency": cons, "loss_d": loss}
+        terms = {"kl_dec": kl, "cos": cos, "consistency": cons}
+        w_pix = float(cfg.get("decoder_recon_weight", 0.0))
+        if w_pix > 0 and x_real is not None:
+            with torch.no_grad(), self._autocast():
+                z_real = self.encoder(x_real, p, alpha).float()
+            with self._autocast():
+                x_rec = run_decoder(self.decoder, z_real, p, alpha, noise)[0]
+            terms["recon_dec"] = losses.l1_loss(x_rec.float() - x_real.float())
+            loss = loss + w_pix * terms["recon_dec"]
+        terms["loss_d"] = loss
         try:
             self._check_finite(terms)
             self.opt_d.zero_grad(set_to_none=True)
@@ -527,7 +540,7 @@ class Trainer:
         if self.cuda:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
         terms = self.encoder_step(x_real, plan)
-        terms.update(self.decoder_step(plan))
+        terms.update(self.decoder_step(plan, x_real))
         self.samples += plan["batch"]
         self.iteration += 1
         return terms
