@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Under pytest-xdist each worker gets one thread: two workers with two threads each on two cores spin
+# against each other and run several times slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def run_training(cfg: dict, data: str | Path, run_dir: str | Path, overwrite: bo
     """
     import torch
 
-    from ..cli.common import resolve_device
+    from ..devices import resolve_device
     from .loop import Interrupted, Trainer, init_distributed
 
     if cfg.get("threads"):
