@@ -8,26 +8,12 @@ from typing import Sequence
 
 import typer
 
-from ..errors import UserError
+from ..devices import resolve_device  # noqa: F401  (re-exported for the verb modules)
 
 DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")
 BatchOpt = typer.Option(16, "--batch-size", "-b", min=1, help="Images per batch.")
 SeedOpt = typer.Option(0, "--seed", help="Random seed.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing output files.")
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}' (use cpu, cuda, cuda:N or auto)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' asked for, but CUDA is not available here")
-    return dev
 
 
 def say(msg: str) -> None:

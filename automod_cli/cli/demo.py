@@ -1,0 +1,29 @@
+"""``automod demo``: the main job on the bundled default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..demo import free_folder, run_demo
+from .common import DeviceOpt, say
+
+
+def demo(
+    output: Path = typer.Option(Path("automod-demo"), "--output", "-o",
+                                help="Folder for everything (a new one: automod-demo-2, -3… if it exists)."),
+    train_samples: str = typer.Option("24k", "--train-samples", help="Samples the tiny training run sees (k/M suffixes)."),
+    model_path: Optional[Path] = typer.Option(None, "--model", "-m", help="Model for the gallery (default: the bundled one)."),
+    device: str = DeviceOpt,
+) -> None:
+    """Train a tiny model for a minute or two, then run every verb with the bundled model into a gallery."""
+    out = free_folder(output)
+    index = run_demo(out, model_path, train_samples, device, say)
+    say(f"gallery written: {index}")
+    print(index.parent)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

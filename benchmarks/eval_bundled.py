@@ -1,0 +1,113 @@
+"""Quality of a toyfaces model (the bundled ``toy64``): reconstruction and scale-mixing figures.
+
+    python benchmarks/eval_bundled.py [-m weights/toy64.safetensors] [--n-recon 1000] [--n-pairs 200]
+
+Held-out faces are drawn from a seed the training set did not use (default 12345; the bundled model
+was trained on seed 0). Reported:
+
+- Reconstruction of ``--n-recon`` faces: PSNR (dB, images in [0, 1], outputs clamped) and LPIPS
+  (alex v0.1) with whatever AlexNet weights are available. Without the published file (none can be
+  downloaded offline) a seeded random-weight AlexNet is used and the record says so: such an LPIPS
+  is a fixed random-feature distance, not comparable with published LPIPS figures.
+- Mixing: for ``--n-pairs`` pairs (A, B) and each scale group g, ``mix A B --scales g`` is compared
+  with the re-rendered "true" mix (B's ``g_*`` factors, A's others); a pair counts when the mix is
+  closer (pixel MSE) to the true mix than to both A's and B's reconstructions.
+
+Prints a markdown table and appends one JSON line to ``--json`` if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from automod_cli import pipeline  # noqa: E402
+from automod_cli.data import toyfaces  # noqa: E402
+from automod_cli.errors import MissingWeightsError  # noqa: E402
+from automod_cli.io.modelfile import file_sha256  # noqa: E402
+from automod_cli.model import group_ranges  # noqa: E402
+
+
+def lpips_distance(weights_dir: str | None):
+    from automod_cli.metrics.lpips import LPIPSDistance
+
+    try:
+        d = LPIPSDistance("alex", weights_dir=weights_dir)
+        return d, ("published" if d.weights.published else "unpublished file") + f" {d.weights.sha256[:12]}"
+    except MissingWeightsError:
+        import torchvision
+
+        torch.manual_seed(0)
+        tmp = Path(tempfile.mkdtemp())
+        torch.save(torchvision.models.alexnet().state_dict(), tmp / "alexnet-owt-7be5be79.pth")
+        d = LPIPSDistance("alex", weights_dir=tmp)
+        return d, f"RANDOM AlexNet (seed 0, sha256 {d.weights.sha256[:12]}): published weights not available"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-m", "--model", default=None)
+    ap.add_argument("--n-recon", type=int, default=1000)
+    ap.add_argument("--n-pairs", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--weights-dir", default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    t0 = time.time()
+    model = pipeline.load_model(args.model)
+    R = model.resolution
+
+    rows = toyfaces.sample_rows(args.n_recon, seed=args.seed)
+    x = toyfaces.render_tensor(rows, R)
+    recon = model.reconstruct(x).clamp(-1, 1)
+    mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)
+    psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean().item()
+    dist, lpips_weights = lpips_distance(args.weights_dir)
+    lp = torch.cat([dist(a, b) for a, b in zip(x.split(100), recon.split(100))]).mean().item()
+
+    pair_rows = toyfaces.sample_rows(2 * args.n_pairs, seed=args.seed + 1)
+    ra, rb = pair_rows[0::2], pair_rows[1::2]
+    xa, xb = toyfaces.render_tensor(ra, R), toyfaces.render_tensor(rb, R)
+    za, zb = model.encode(xa), model.encode(xb)
+    rec_a, rec_b = model.decode(za), model.decode(zb)
+    mixing = {}
+    for group, blocks in group_ranges(model.n_blocks).items():
+        if not blocks:
+            continue
+        mixed = model.decode(pipeline.mix_codes(za, zb, blocks, model.n_blocks))
+        true = toyfaces.render_tensor([toyfaces.mix_rows(a, b, (group,)) for a, b in zip(ra, rb)], R)
+        d = lambda u, v: (u.clamp(-1, 1) - v).pow(2).flatten(1).mean(1)  # noqa: E731
+        closer = d(mixed, true) < torch.minimum(d(mixed, rec_a), d(mixed, rec_b))
+        mixing[group] = {"scales": "-".join(str(4 * 2**b) for b in (blocks[0], blocks[-1])),
+                         "fraction_closer_to_true_mix": round(closer.float().mean().item(), 4)}
+
+    record = {
+        "metric": "toyfaces_quality", "model": str(model.source_path), "model_sha256": file_sha256(model.source_path),
+        "resolution": R, "n_recon": args.n_recon, "n_pairs": args.n_pairs, "seed": args.seed,
+        "psnr_db": round(psnr, 3), "lpips_alex": round(lp, 4), "lpips_weights": lpips_weights,
+        "mixing": mixing, "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "wall_s": round(time.time() - t0, 1),
+    }
+    print(f"| held-out toy faces | value |\n|---|---|")
+    print(f"| reconstruction PSNR ({args.n_recon} faces) | {psnr:.2f} dB |")
+    print(f"| reconstruction LPIPS alex ({lpips_weights}) | {lp:.4f} |")
+    for g, m in mixing.items():
+        print(f"| mix {g} ({m['scales']}): closer to the true mix, {args.n_pairs} pairs | "
+              f"{100 * m['fraction_closer_to_true_mix']:.1f}% |")
+    if args.json:
+        with open(args.json, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
