@@ -40,7 +40,8 @@ def run_demo(out_dir: Path, model_path: Path | None, train_samples: str, device:
 
     # 1. Training works: a toy32 model on freshly drawn faces, for a short budget.
     say(f"[1/3] drawing 2,000 toy faces at 32² and training a toy32 model for {train_samples} samples")
-    data = toyfaces.generate(out_dir / "train-data", n=2000, size=32, seed=0, progress=None)
+    data = out_dir / "train-data"
+    toyfaces.generate(data, n=2000, size=32, seed=0, progress=None)
     cfg = resolve_config("toy32", {"duration": train_samples, "device": device, "workers": 0})
     run_dir = out_dir / "train-run"
     code = run_training(cfg, data, run_dir, command="automod demo", say=say, progress=progress)

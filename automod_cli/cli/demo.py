@@ -21,7 +21,8 @@ def demo(
     """Train a tiny model for a minute or two, then run every verb with the bundled model into a gallery."""
     out = free_folder(output)
     index = run_demo(out, model_path, train_samples, device, say)
-    say(f"gallery written: {index}")
+    index = index.resolve()
+    say(f"gallery written: {index} (open it in a browser)")
     print(index.parent)
 
 
