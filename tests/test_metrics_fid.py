@@ -317,3 +317,19 @@ def test_generated_images_are_quantised_round_half_up(env):
     assert len(served) == 3
     expected = ext.features(torch.floor((images + 1) * 127.5 + 0.5).clamp(0, 255))
     np.testing.assert_allclose(stats.mu, expected.mean(0), atol=1e-9)
+
+
+def test_fid_of_a_model_generated_and_reconstructions(env, capsys, tmp_path):
+    """`fid -m MODEL --data DIR` (generated samples) and `--reconstructions`, end to end."""
+    from automod_cli.model import Automodulator, ModelConfig
+
+    torch.manual_seed(0)
+    model = tmp_path / "tiny.safetensors"
+    Automodulator(ModelConfig(resolution=32, width=1 / 16, latent_dim=32)).save(model)
+    args = ["fid", "-m", str(model), "--data", str(env["A"]), "--json", "--workers", "0", "-b", "5"]
+    assert cli(args + ["--n", "6", "--seed", "1"]) == 0
+    generated = json_result(capsys)
+    assert generated["n"] == 6 and generated["value"] > 1.0 and generated["model"]["sha256"]
+    assert cli(args + ["--n", "6", "--reconstructions"]) == 0
+    recon = json_result(capsys)
+    assert recon["n"] == 6 and recon["value"] > 0 and recon["variant"] != generated["variant"]
