@@ -66,10 +66,11 @@ def matmul_peak(device: torch.device, n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def bench(res: int, batch: int, iterations: int, device: torch.device, data: Path, width: float) -> dict:
+def bench(res: int, batch: int, iterations: int, device: torch.device, data: Path, width: float,
+          precision: str = "auto") -> dict:
     cfg = resolve_config("ffhq256" if res <= 256 else "ffhq512",
                          {"resolution": res, "batch": batch, "width": width, "workers": 0,
-                          "device": str(device), "duration": 10**9})
+                          "device": str(device), "duration": 10**9, "precision": precision})
     trainer = Trainer(cfg, data, Path(tempfile.mkdtemp()) / "run", device=device, progress=False)
     p = len(cfg["phase_starts"]) - 1
     plan = step_plan(cfg, cfg["phase_starts"][p] + cfg["fade"])  # top phase, α = 1
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = the paper)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,7 +113,7 @@ def main() -> None:
     iters = [int(i) for i in args.iterations.split(",")] if args.iterations else \
         [defaults_i.get(r, 1) for r in resolutions]
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, precision {args.precision}")
     peak = matmul_peak(device)
     print(f"measured fp32 matmul peak: {peak:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +125,7 @@ def main() -> None:
         print(f"{'res':>5} {'batch':>5} {'s/it':>8} {'img/s':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'of peak':>7}"
               f"  params (enc/dec)")
         for res, b, n in zip(resolutions, batches, iters):
-            r = bench(res, b, n, device, data, args.width)
+            r = bench(res, b, n, device, data, args.width, args.precision)
             print(f"{r['res']:>5} {r['batch']:>5} {r['s_per_it']:>8.3f} {r['img_per_s']:>8.2f} "
                   f"{r['gflop_per_it']:>9.1f} {r['achieved_gflops']:>8.1f} {r['achieved_gflops'] / peak:>7.1%}"
                   f"  {r['enc_params'] / 1e6:.1f}M/{r['dec_params'] / 1e6:.1f}M", flush=True)

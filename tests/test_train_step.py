@@ -118,3 +118,18 @@ def test_non_finite_loss_stops_the_step_and_names_the_term(trainer):
     assert changed(enc0, trainer.encoder) == set()
     assert all(bool((a.eq(b) | a.isnan()).all()) for a, b in zip(rob0.values(), trainer.robust.parameters()))
     assert all(p.requires_grad for p in trainer.decoder.parameters())  # the freeze was undone
+
+
+def test_bf16_precision_on_the_cpu(tmp_path):
+    data = make_images(tmp_path / "data")
+    torch.manual_seed(0)
+    t = Trainer(tiny_config(precision="bf16"), data, tmp_path / "run", progress=False)
+    plan = step_plan(t.cfg, 20)
+    x = torch.rand(plan["batch"], 3, 16, 16) * 2 - 1
+    dec0 = snapshot(t.decoder)
+    terms = t.train_iteration(x, plan)
+    assert all(torch.isfinite(v).all() for v in terms.values())
+    assert changed(dec0, t.decoder)  # the step was applied
+    assert all(p.dtype == torch.float32 for p in t.decoder.parameters())  # weights stay fp32
+    with pytest.raises(Exception, match="precision"):
+        tiny_config(precision="fp8")

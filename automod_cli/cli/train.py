@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: PyTorch's default; 1 is "
                                               "often fastest on a busy machine)."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on "
+                                                "CPU), fp32 or bf16."),
         settings: List[str] = typer.Option([], "--set", help="Any other setting, KEY=VALUE (VALUE as JSON), e.g. "
                                            "--set 'phase_starts=[0,20000,40000]'. Repeatable."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration (JSON) and exit."),
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
                      "seed": seed, "width": width, "latent_dim": latent_dim, "variant": variant,
                      "batch": batch_size, "fade": fade, "lr": lr, "loss": loss, "workers": workers,
                      "mirror": mirror, "log_every": log_every, "grid_every": grid_every, "device": device,
-                     "threads": threads}
+                     "threads": threads, "precision": precision}
         for item in settings:
             key, sep, value = item.partition("=")
             if not sep:

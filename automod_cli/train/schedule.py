@@ -58,6 +58,7 @@ COMMON = {
     "log_every": 10 * K,           # samples between log lines
     "grid_every": 500 * K,         # samples between image grids
     "device": "auto",
+    "precision": "auto",           # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 everywhere
     "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
 }
 
@@ -158,6 +159,8 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         raise UserError(f"phase_starts must start at 0 and increase, got {starts}")
     if any(b < 1 for b in cfg["batch"]):
         raise UserError(f"batch sizes must be positive, got {cfg['batch']}")
+    if cfg["precision"] not in ("auto", "fp32", "bf16"):
+        raise UserError(f"precision must be auto, fp32 or bf16, got '{cfg['precision']}'")
     if cfg["loss"] not in ("robust", "l1"):
         raise UserError(f"loss must be 'robust' or 'l1', got '{cfg['loss']}'")
     if cfg["split"] not in ("all", "train"):
