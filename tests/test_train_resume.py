@@ -131,3 +131,17 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
     m = Automodulator.load(run / "model.safetensors")
     assert m.provenance["samples_seen"] == 384 and m.provenance["preset"] == "toy32"
     assert "automod train" in m.provenance["training_command"]
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers(tmp_path):
+    """A scheduler's SIGTERM reaches every process of the job, loader workers included: the trainer
+    must still write its final checkpoint and exit 143, not crash on a dead worker."""
+    data = make_images(tmp_path / "data")
+    run = tmp_path / "run"
+    flags = [f if f != "0" or FLAGS[i - 1] != "--workers" else "1" for i, f in enumerate(FLAGS)]
+    p = run_cli([str(data), "--out", str(run), *flags], start_new_session=True)
+    wait_for_samples(run, 40, p)
+    os.killpg(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "interrupted at" in err and "state saved" in err and "internal error" not in err

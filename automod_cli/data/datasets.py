@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import random
 import warnings
 import zipfile
@@ -386,6 +387,10 @@ class _Loading(torch.utils.data.Dataset):
 
 def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding is per-sample work; keep the cores for the other workers
+    # A SIGTERM sent to the whole process group (a scheduler, `kill -- -PGID`) must reach the trainer
+    # alone, which writes its final checkpoint and then shuts the workers down; a worker that died
+    # first would crash the trainer before it could save.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ImageStream:
