@@ -23,20 +23,14 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_model  # noqa: E402
 from automod_cli.align.ffhq import fast_transform_size, ffhq_geometry, render_aligned  # noqa: E402
 from automod_cli.align.landmarks import shared_detector  # noqa: E402
 from automod_cli.align.pipeline import AlignOptions, AlignTimings, align_faces, align_files  # noqa: E402
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_photos(folder: Path, count: int) -> list[Path]:

@@ -34,7 +34,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_flags, cpu_model  # noqa: E402
 from automod_cli.model import Automodulator, ModelConfig  # noqa: E402
 
 RESOLUTION = 256
@@ -44,25 +46,8 @@ WHOLE_PROCESS_IMAGES = 16
 
 # --- the machine --------------------------------------------------------------------------------
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
-    except OSError:
-        pass
-    return []
 
 
 def machine_info(device: torch.device) -> dict:

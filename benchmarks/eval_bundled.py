@@ -98,7 +98,7 @@ def main() -> None:
         "mixing": mixing, "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
         "wall_s": round(time.time() - t0, 1),
     }
-    print(f"| held-out toy faces | value |\n|---|---|")
+    print("| held-out toy faces | value |\n|---|---|")
     print(f"| reconstruction PSNR ({args.n_recon} faces) | {psnr:.2f} dB |")
     print(f"| reconstruction LPIPS alex ({lpips_weights}) | {lp:.4f} |")
     for g, m in mixing.items():

@@ -7,7 +7,6 @@ re-implementation of the reference networks that reads that layout directly.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import sys
 from pathlib import Path

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from automod_cli.model import Automodulator, code_stack, mix_stack, parse_scales
+from automod_cli.model import Automodulator, code_stack, mix_stack
 from automod_cli.io.images import read_image
 from conftest import run_cli
 

@@ -11,7 +11,7 @@ import typer
 
 from .. import pipeline
 from ..errors import InputError, UserError
-from ..io.images import make_grid, save_image, save_pil, tensor_to_pil
+from ..io.images import make_grid, save_image, save_pil
 from ..model import code_stack, edit_stack, parse_scales, random_codes
 from .common import BatchOpt, DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, resolve_device, say
 
