@@ -16,6 +16,7 @@ import torch
 
 from . import pipeline
 from .data import toyfaces
+from .devices import resolve_device
 from .gallery import Panel, build_gallery, write_index
 from .io.images import make_grid, save_image
 
@@ -52,7 +53,7 @@ def run_demo(out_dir: Path, model_path: Path | None, train_samples: str, device:
 
     # 2. The bundled model on held-out faces (a seed the bundled model never saw).
     say("[2/3] running every verb with the bundled model")
-    model = pipeline.load_model(model_path, device)
+    model = pipeline.load_model(model_path, resolve_device(device))
     rows = toyfaces.sample_rows(8, seed=424242)
     images = toyfaces.render_tensor(rows, model.resolution)
     inputs_dir = out_dir / "inputs"

@@ -13,7 +13,7 @@ def test_demo_trains_and_writes_a_gallery(tiny_model, tmp_path, capsys, monkeypa
     tiny_model.set_attribute("glasses", torch.randn(64) * 0.1, scales="coarse")
     model = tiny_model.save(tmp_path / "gallery-model.safetensors")
     (tmp_path / "automod-demo").mkdir()  # an earlier demo: must not be touched
-    assert run_cli("demo", "--train-samples", "96", "-m", model, "--device", "cpu") == 0
+    assert run_cli("demo", "--train-samples", "96", "-m", model) == 0  # --device auto, as a newcomer runs it
     out = tmp_path / "automod-demo-2"
     assert capsys.readouterr().out.strip() == str(out / "gallery")
     gallery = out / "gallery"

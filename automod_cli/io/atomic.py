@@ -32,6 +32,10 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         if not overwrite and path.exists():
             raise UserError("exists already (use --overwrite to replace it)", path)
         os.replace(tmp_path, path)
