@@ -333,3 +333,21 @@ def test_fid_of_a_model_generated_and_reconstructions(env, capsys, tmp_path):
     assert cli(args + ["--n", "6", "--reconstructions"]) == 0
     recon = json_result(capsys)
     assert recon["n"] == 6 and recon["value"] > 0 and recon["variant"] != generated["variant"]
+
+
+def test_prefetched_keeps_order_and_raises_producer_errors():
+    assert list(core.prefetched(iter(range(10)))) == list(range(10))
+
+    def broken():
+        yield 1
+        raise InputError("bad batch", "x.png")
+
+    got = []
+    with pytest.raises(InputError, match="bad batch"):
+        for item in core.prefetched(broken()):
+            got.append(item)
+    assert got == [1]
+    # A consumer that stops early does not leave the producer blocked.
+    for item in core.prefetched(iter(range(1000)), depth=1):
+        if item == 3:
+            break

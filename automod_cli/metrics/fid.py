@@ -375,13 +375,21 @@ class FeatureExtractor:
         Generated images are quantised to uint8 with round-half-up, exactly as if saved as PNG.
         """
         moments = RunningMoments(FEATURE_DIM)
-        while moments.n < n:
-            k = min(batch_size, n - moments.n)
-            with torch.no_grad():
-                images = to_uint8(generate(k))
+
+        def batches():
+            done = 0
+            while done < n:
+                k = min(batch_size, n - done)
+                with torch.no_grad():
+                    yield to_uint8(generate(k))
+                done += k
+
+        # Generation runs one batch ahead in a thread, overlapping the Inception pass (PyTorch releases
+        # the GIL inside its kernels, so the two share the device or the CPU cores).
+        for images in prefetched(batches()):
             moments.add(self.features(images))
             if progress:
-                progress(k)
+                progress(len(images))
         return moments.stats(source)
 
     def paired_stats(self, items: list[ImageItem], transform: Callable[[torch.Tensor], torch.Tensor],
@@ -396,23 +404,73 @@ class FeatureExtractor:
         real, fake = RunningMoments(FEATURE_DIM), RunningMoments(FEATURE_DIM)
         skipped: list[tuple[str, str]] = []
         wanted = len(items) if n is None else n
-        for start in range(0, len(items), batch_size):
-            chunk = [it.path for it in items[start:start + batch_size]]
-            loaded = read_images(chunk, size=size)
-            skipped += [(str(p), err) for p, err in loaded.failures]
-            images = loaded.tensor()[: wanted - real.n]
+
+        def batches():
+            taken = 0
+            for start in range(0, len(items), batch_size):
+                chunk = [it.path for it in items[start:start + batch_size]]
+                loaded = read_images(chunk, size=size)
+                images = loaded.tensor()[: wanted - taken]
+                taken += len(images)
+                out = None
+                if len(images):
+                    with torch.no_grad():
+                        out = transform(images)
+                yield len(chunk), loaded.failures, images, out
+                if taken >= wanted:
+                    return
+
+        # Reading and transforming the next batch overlaps the Inception pass on this one.
+        for count, failures, images, out in prefetched(batches()):
+            skipped += [(str(p), err) for p, err in failures]
             if len(images):
-                with torch.no_grad():
-                    out = transform(images)
                 real.add(self.features(to_uint8(images)))
                 fake.add(self.features(to_uint8(out)))
             if progress:
-                progress(len(chunk))
-            if real.n >= wanted:
-                break
+                progress(count)
         real_stats, fake_stats = real.stats("inputs"), fake.stats("reconstructions")
         real_stats.skipped = skipped
         return real_stats, fake_stats
+
+
+def prefetched(iterator, depth: int = 2):
+    """Yield the items of ``iterator``, produced ``depth`` ahead in a background thread, in order.
+    An exception in the producer is raised here, at the point its item would have come."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", end))
+        except BaseException as e:  # handed to the consumer
+            q.put(("error", e))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 # ----------------------------------------------------------------------------------------------
