@@ -63,3 +63,15 @@ def run_cli(*args: str) -> int:
     from automod_cli.cli.app import main
 
     return main([str(a) for a in args])
+
+
+def write_random_images(folder: Path, n: int, size: int, seed: int) -> Path:
+    """``n`` random-noise RGB PNGs (00.png, 01.png, …) of ``size``², reproducible by ``seed``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    return folder

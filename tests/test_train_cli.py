@@ -2,12 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from automod_cli.cli.app import main
+from conftest import write_random_images
 
 TINY = ["--preset", "toy32", "--resolution", "8", "--width", "0.015625", "--latent-dim", "16",
         "--set", "phase_starts=[0,32]", "--fade", "16", "--duration", "64", "--batch-size", "8",
@@ -23,11 +22,7 @@ def one_thread():
 
 
 def make_images(folder, n=10, size=8):
-    rng = np.random.default_rng(3)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
-    return folder
+    return write_random_images(folder, n, size, seed=3)
 
 
 def test_dry_run_prints_the_resolved_config(tmp_path, capsys):

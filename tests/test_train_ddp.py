@@ -3,15 +3,14 @@
 import os
 import socket
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from PIL import Image
 from safetensors.torch import load_file
 
 from automod_cli.train.loop import Trainer
 from automod_cli.train.schedule import resolve_config
+from conftest import write_random_images
 
 # Layer noise off: each process draws its own noise, so with noise the two runs differ by design.
 # Adam's eps raised: some gradients are exactly zero in exact arithmetic (e.g. biases of block 0,
@@ -23,11 +22,7 @@ OVERRIDES = {"resolution": 8, "width": 1 / 64, "latent_dim": 16, "phase_starts":
 
 
 def make_images(folder, n=20, size=8):
-    rng = np.random.default_rng(2)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
-    return folder
+    return write_random_images(folder, n, size, seed=2)
 
 
 def free_port():

@@ -8,15 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from automod_cli.train.loop import Trainer
 from automod_cli.train.schedule import resolve_config
 from automod_cli.train.state import load_state
+from conftest import write_random_images
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--preset", "toy32", "--resolution", "8", "--width", "0.015625", "--latent-dim", "16",
@@ -38,11 +37,7 @@ def one_thread():
 
 
 def make_images(folder, n=20, size=8):
-    rng = np.random.default_rng(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
-    return folder
+    return write_random_images(folder, n, size, seed=1)
 
 
 def state_tensors(run_dir):

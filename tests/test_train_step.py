@@ -1,12 +1,11 @@
 """One training iteration changes exactly what each step may change; non-finite losses stop the step."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from automod_cli.train.loop import run_decoder, NonFiniteLoss, Trainer
 from automod_cli.train.schedule import resolve_config, step_plan
+from conftest import write_random_images
 
 
 @pytest.fixture(autouse=True)
@@ -19,12 +18,7 @@ def one_thread():
 
 
 def make_images(folder, n=12, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        arr = (rng.random((size, size, 3)) * 255).astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"{i:03d}.png")
-    return folder
+    return write_random_images(folder, n, size, seed)
 
 
 def tiny_config(**over):
