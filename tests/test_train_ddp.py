@@ -1,7 +1,5 @@
 """Two CPU processes (gloo) with the global batch split between them train like one process."""
 
-import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -25,16 +23,10 @@ def make_images(folder, n=20, size=8):
     return write_random_images(folder, n, size, seed=2)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, data, run_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, world, rendezvous, data, run_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # A file rendezvous: no TCP port to pick, so no race with other processes for a free one.
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         Trainer(resolve_config("toy32", OVERRIDES), data, run_dir, progress=False).run()
     finally:
@@ -43,7 +35,7 @@ def _worker(rank, world, port, data, run_dir):
 
 def test_two_gloo_processes_match_one(tmp_path):
     data = make_images(tmp_path / "data")
-    mp.spawn(_worker, args=(2, free_port(), str(data), str(tmp_path / "two")), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(data), str(tmp_path / "two")), nprocs=2, join=True)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
