@@ -75,3 +75,12 @@ def write_random_images(folder: Path, n: int, size: int, seed: int) -> Path:
     for i in range(n):
         Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is faster (and steadier on a busy machine) than several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

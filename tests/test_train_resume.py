@@ -27,13 +27,7 @@ OVERRIDES = {"resolution": 8, "width": 0.015625, "latent_dim": 16, "phase_starts
              "grid_every": 100000, "seed": 3, "threads": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster (and steadier on a busy machine) than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest)
 
 
 def make_images(folder, n=20, size=8):

@@ -8,13 +8,7 @@ from automod_cli.train.schedule import resolve_config, step_plan
 from conftest import write_random_images
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster (and steadier on a busy machine) than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest)
 
 
 def make_images(folder, n=12, size=16, seed=0):
