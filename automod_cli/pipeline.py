@@ -103,10 +103,7 @@ def save_latents(path: str | Path, codes: torch.Tensor, names: Sequence[str], mo
 
 def load_latents(path: str | Path, model: Automodulator) -> tuple[torch.Tensor, list[str]]:
     """Read a latents file and check it fits ``model``: codes [N, D] or stacks [N, n_blocks, D]."""
-    try:
-        tensors, meta = modelfile.read_tensors(path)
-    except UserError as e:
-        raise InputError(str(e).split(": ", 1)[-1].replace("model file", "latents file")) from None
+    tensors, meta = modelfile.read_tensors(path, what="latents file")
     if meta.get("format") != LATENTS_FORMAT or "codes" not in tensors:
         raise InputError("not an automod latents file (make one with 'automod encode')", path)
     codes = tensors["codes"].float()
@@ -192,10 +189,7 @@ def save_attributes(path: str | Path, attributes: dict[str, Any], model: Automod
 
 def load_attributes(path: str | Path, model: Automodulator) -> None:
     """Add the directions of an attribute file to ``model`` (in memory)."""
-    try:
-        tensors, meta = modelfile.read_tensors(path)
-    except UserError as e:
-        raise InputError(str(e).split(": ", 1)[-1].replace("model file", "attribute file"), path) from None
+    tensors, meta = modelfile.read_tensors(path, what="attribute file")
     if meta.get("format") != ATTRIBUTES_FORMAT:
         raise InputError("not an automod attribute file (make one with 'automod attr add --out')", path)
     infos = json.loads(meta.get("attributes", "{}"))

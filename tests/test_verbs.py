@@ -205,3 +205,14 @@ def test_debug_shows_the_traceback_and_console_script_works(model_file, tmp_path
     r = subprocess.run(exe + ["--debug", "decode", str(tmp_path / "nothing.safetensors"), "-m", str(model_file),
                               "-o", str(tmp_path / "d")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_unreadable_latents_and_attribute_files_are_named(model_file, image_dir, tmp_path, capsys):
+    missing = tmp_path / "nothere.safetensors"
+    assert run_cli("decode", missing, "-m", model_file, "-o", tmp_path / "d") == 2
+    assert f"{missing}: no such latents file" in capsys.readouterr().err
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("junk")
+    assert run_cli("edit", image_dir / "face0.png", "--attr", "x", "--attr-file", junk, "-m", model_file,
+                   "-o", tmp_path / "e") == 2
+    assert f"{junk}: not an attribute file" in capsys.readouterr().err

@@ -35,24 +35,27 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
     return Path(path)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
+def read_metadata(path: str | Path, what: str = "model file") -> dict[str, str]:
+    """The JSON-able header of a safetensors file; ``what`` names the kind of file in errors."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError("no such model file", path)
+        raise ModelFileError(f"no such {what}", path)
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelFileError(f"not a model file (cannot read it as safetensors: {e})", path) from None
+        article = "an" if what[0] in "aeiou" else "a"
+        raise ModelFileError(f"not {article} {what} (cannot read it as safetensors: {e})", path) from None
 
 
-def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    meta = read_metadata(path)
+def read_tensors(path: str | Path, device: str | torch.device = "cpu",
+                 what: str = "model file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    meta = read_metadata(path, what)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             return {k: f.get_tensor(k) for k in f.keys()}, meta
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"corrupt model file ({e})", path) from None
+        raise ModelFileError(f"corrupt {what} ({e})", path) from None
 
 
 def check_model_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
