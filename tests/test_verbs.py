@@ -72,12 +72,13 @@ def test_mix_matrix_has_reconstructions_on_the_diagonal(model_file, image_dir, t
 
 def test_mix_pairs_csv_processes_good_rows_and_lists_bad(model_file, image_dir, tmp_path, capsys):
     csv = image_dir / "pairs.csv"
-    csv.write_text("a,b\nface0.png,face1.png\nface2.png,missing.png\nface3.png,face0.png\n")
+    csv.write_text(f"a,b\nface0.png,face1.png\nface2.png,missing.png\n{image_dir / 'face3.png'},face0.png\nface1.png\n")
     out = tmp_path / "pairs"
     assert run_cli("mix", "--pairs", csv, "--scales", "middle", "-m", model_file, "-o", out) == 1
     assert sorted(p.name for p in out.iterdir()) == ["face0__face1.png", "face3__face0.png"]
     err = capsys.readouterr().err
     assert "missing.png" in err and "no such file" in err and "Traceback" not in err
+    assert "pairs.csv:5: an empty a or b cell" in err
 
 
 def test_interpolate_strip_square_and_frames(model_file, image_dir, tmp_path):

@@ -134,19 +134,19 @@ def _mix_pairs(model, pairs_csv: Path, blocks, out_dir: Path, noise, align, batc
         rows = list(csv.DictReader(f))
     if not rows or not {"a", "b"} <= set(rows[0].keys()):
         raise InputError("needs a header with columns 'a' and 'b'", pairs_csv)
-    base = pairs_csv.parent
-    files = sorted({(base / r[k]).as_posix() if not Path(r[k]).is_absolute() else r[k] for r in rows for k in ("a", "b")})
-    inputs = pipeline.read_inputs(files, model.resolution, align=align)
+    # Names are relative to the CSV's folder (an absolute name stays as it is under Path's "/").
+    rows = [((pairs_csv.parent / r["a"]).as_posix() if r.get("a") else "",
+             (pairs_csv.parent / r["b"]).as_posix() if r.get("b") else "") for r in rows]
+    inputs = pipeline.read_inputs(sorted({p for row in rows for p in row if p}), model.resolution, align=align)
     index = {p.as_posix(): i for i, p in enumerate(inputs.paths)}
     bad = {p.as_posix(): reason for p, reason in inputs.failures}
     z = model.encode(inputs.images, batch_size) if len(inputs) else None
     failures, done = [], 0
-    for n, r in enumerate(rows, start=2):
-        pa = (base / r["a"]).as_posix() if not Path(r["a"]).is_absolute() else r["a"]
-        pb = (base / r["b"]).as_posix() if not Path(r["b"]).is_absolute() else r["b"]
+    for n, (pa, pb) in enumerate(rows, start=2):
         missing = [p for p in (pa, pb) if p not in index]
         if missing:
-            failures.append((Path(missing[0]), f"{pairs_csv}:{n}: {bad.get(missing[0], missing[0] + ': unreadable')}"))
+            reason = bad.get(missing[0], f"{missing[0]}: unreadable") if missing[0] else "an empty a or b cell"
+            failures.append((Path(missing[0]), f"{pairs_csv}:{n}: {reason}"))
             continue
         ia, ib = index[pa], index[pb]
         stack = pipeline.mix_codes(z[ia:ia + 1], z[ib:ib + 1], blocks, model.n_blocks)
