@@ -15,7 +15,7 @@ import torch
 from . import pipeline
 from .io.atomic import write_text_atomic
 from .io.images import make_grid, save_image
-from .model import Automodulator, code_stack, edit_stack, group_ranges, parse_scales, random_codes
+from .model import Automodulator, code_stack, edit_stack, group_ranges, mix_stack, parse_scales, random_codes
 from .model.scales import describe_blocks
 
 
@@ -82,8 +82,7 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
         blocks = group_ranges(n_blocks)[group]
         if not blocks:
             continue
-        stacks = code_stack(random_codes(7, model.latent_dim, gen), n_blocks)
-        stacks[:, blocks] = z[0:1].unsqueeze(1).expand(7, len(blocks), -1)
+        stacks = mix_stack(code_stack(random_codes(7, model.latent_dim, gen), n_blocks), z[0:1].expand(7, -1), blocks)
         cond = model.decode(stacks).cpu()
         _save(torch.cat([x[:1], cond]), 8, out / f"conditional_{group}.png")
         panels.append(Panel(f"Conditional samples, {group} scales kept", f"conditional_{group}.png",

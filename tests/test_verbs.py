@@ -134,6 +134,15 @@ def test_sample_random_and_conditional(model_file, image_dir, tmp_path):
     assert run_cli("sample", "--n", "3", "--keep", image_dir / "face0.png", "--scales", "4-16",
                    "-m", model_file, "-o", tmp_path / "c") == 0
     assert (tmp_path / "c" / "grid.png").exists()
+    # Each conditional sample is a random code with the kept image's code at 4-16 (blocks 0-2).
+    from automod_cli.model import random_codes
+
+    model = Automodulator.load(model_file)
+    zk = model.encode(read_image(image_dir / "face0.png")[None])
+    z = random_codes(3, 64, torch.Generator().manual_seed(0))
+    expected = model.decode(mix_stack(code_stack(z, 4), zk.expand(3, -1), [0, 1, 2]))[1].clamp(-1, 1)
+    got = _load(tmp_path / "c" / "sample_0001.png").permute(2, 0, 1)
+    assert (got - expected).abs().max() <= 1 / 127.5 + 1e-6
 
 
 # --- bad input: one line, non-zero exit, good inputs still processed, nothing overwritten --------

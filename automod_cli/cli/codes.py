@@ -12,7 +12,7 @@ import typer
 from .. import pipeline
 from ..errors import InputError, UserError
 from ..io.images import make_grid, save_image, save_pil
-from ..model import code_stack, edit_stack, parse_scales, random_codes
+from ..model import code_stack, edit_stack, mix_stack, parse_scales, random_codes
 from .common import BatchOpt, DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, resolve_device, say
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Model file (default: the bundled demo model).")
@@ -293,7 +293,7 @@ def sample(
         if len(inputs) != 1:
             finish_batch(inputs.failures or [(Path(keep), f"{keep}: --keep takes exactly one image")])
         zk = model.encode(inputs.images).cpu()
-        stacks[:, blocks] = zk.expand(n, -1).unsqueeze(1).expand(-1, len(blocks), -1)
+        stacks = mix_stack(stacks, zk.expand(n, -1), blocks)
         first = inputs.images
     out = model.decode(stacks, noise=noise, batch_size=batch_size).cpu()
     for k, img in enumerate(out):
