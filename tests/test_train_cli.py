@@ -69,3 +69,11 @@ def test_run_dir_bad_image_skipped_and_config_mismatch(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(run), *other]) == 2
     err = capsys.readouterr().err
     assert "another configuration" in err and "width" in err
+
+    # where and in which arithmetic it runs may change on resuming: a longer run in bf16 goes on
+    longer = [a if a != "64" else "96" for a in TINY] + ["--precision", "bf16"]
+    assert main(["train", str(data), "--out", str(run), *longer]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from 64 samples" in err and "trained to 96 samples" in err
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["precision"] == "bf16" and cfg["duration"] == 96

@@ -89,9 +89,11 @@ PRESETS: dict[str, dict] = {
 }
 
 PER_PHASE_KEYS = ("phase_starts", "lr", "margin", "batch")
-# Keys that may change when a run is resumed (they do not change what is trained).
+# Keys that may change when a run is resumed: they do not change what is trained, only where and in
+# which arithmetic (a run moved from a CPU to a GPU changes device and precision; it then stops being
+# bit-identical to an uninterrupted run, as any change of hardware would make it).
 RESUMABLE_KEYS = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
-                  "device", "threads"}
+                  "device", "threads", "precision"}
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
