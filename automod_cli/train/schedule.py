@@ -62,6 +62,8 @@ COMMON = {
     "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
 }
 
+CPU_FAST = {"loss": "l1", "recon_weight": 1.0}
+
 PRESETS: dict[str, dict] = {
     "ffhq256": {"resolution": 256, "phase_starts": REF_STARTS + [30_680 * K], "duration": 34_700 * K},
     "ffhq512": {"resolution": 512, "phase_starts": REF_STARTS + [30_680 * K, 35_700 * K], "duration": 42_400 * K},
@@ -73,17 +75,22 @@ PRESETS: dict[str, dict] = {
                          "mirror": False},
     # CPU presets: narrow networks, short phases and fades, small batches. They add a direct pixel loss
     # for the decoder (decoder_recon_weight; the paper's game has none, so its decoder learns only
-    # through re-encoding, which takes millions of samples) and a shorter EMA, so that a usable model
-    # trains in about an hour on 2 CPU cores. The paper presets above keep the reference's values.
+    # through re-encoding, which takes millions of samples), a shorter EMA, and (CPU_FAST) plain L1 with
+    # a 5× reconstruction weight instead of the adaptive robust loss at 0.2: at equal samples that
+    # reconstructs toy faces about 2 dB better (20k-sample runs at 32², 200 held-out faces: 14.9 → 16.8
+    # dB; L1 alone 15.4; Adam β₁ 0.5, lr 3e-3 or width 1/8 did not help). The paper presets above keep
+    # the reference's values.
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
+              **CPU_FAST,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 2 * K, "grid_every": 8 * K,
               "workers": 1},
     "toy64": {"resolution": 64, "width": 1 / 16, "latent_dim": 512,
               "phase_starts": [0, 8 * K, 16 * K, 32 * K, 56 * K],
               "fade": 8 * K, "duration": 100 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
               "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
+              **CPU_FAST,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 1 * K, "grid_every": 8 * K,
               "workers": 1},
 }
