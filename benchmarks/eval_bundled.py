@@ -125,7 +125,8 @@ def main() -> None:
         "metric": "toyfaces_quality", "model": str(model.source_path), "model_sha256": file_sha256(model.source_path),
         "resolution": R, "n_recon": args.n_recon, "n_pairs": args.n_pairs, "seed": args.seed,
         "psnr_db": round(psnr, 3), "lpips_alex": round(lp, 4), "lpips_weights": lpips_weights,
-        "mixing": mixing, "code_probe_r2": probe, "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "mixing": mixing, "code_probe_r2": probe,
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
         "wall_s": round(time.time() - t0, 1),
     }
     print("| held-out toy faces | value |\n|---|---|")

@@ -15,8 +15,8 @@ from conftest import write_random_images
 # whose constant input makes the following instance norm cancel them), and Adam would turn their
 # float-order noise into full-size steps of random sign.
 # The adaptive robust loss, so that its learned parameters are averaged across processes too.
-OVERRIDES = {"loss": "robust", "resolution": 8, "width": 1 / 64, "latent_dim": 16, "phase_starts": [0, 16], "fade": 16,
-             "duration": 48, "batch": 8, "workers": 0, "device": "cpu", "log_every": 16, "grid_every": 10**6,
+OVERRIDES = {"loss": "robust", "resolution": 8, "width": 1 / 64, "latent_dim": 16, "phase_starts": [0, 16],
+             "fade": 16, "duration": 48, "batch": 8, "workers": 0, "device": "cpu", "log_every": 16, "grid_every": 10**6,
              "checkpoint_every": 48, "layer_noise": False, "adam_eps": 1e-4, "seed": 5, "pool_size": 6}
 
 

@@ -23,8 +23,8 @@ FLAGS = ["--preset", "toy32", "--resolution", "8", "--width", "0.015625", "--lat
          "--workers", "0", "--device", "cpu", "--log-every", "8", "--checkpoint-every", "32",
          "--grid-every", "100000", "--seed", "3", "--threads", "1", "--loss", "robust"]
 # The adaptive robust loss (not the toy presets' L1), so its learned parameters must resume too.
-OVERRIDES = {"loss": "robust", "resolution": 8, "width": 0.015625, "latent_dim": 16, "phase_starts": [0, 64], "fade": 64,
-             "duration": 384, "batch": 8, "workers": 0, "device": "cpu", "log_every": 8, "checkpoint_every": 32,
+OVERRIDES = {"loss": "robust", "resolution": 8, "width": 0.015625, "latent_dim": 16, "phase_starts": [0, 64],
+             "fade": 64, "duration": 384, "batch": 8, "workers": 0, "device": "cpu", "log_every": 8, "checkpoint_every": 32,
              "grid_every": 100000, "seed": 3, "threads": 1}
 
 

@@ -7,7 +7,7 @@ RUN=${RUN:-runs/toy64}
 A=".venv/bin/automod"
 
 [ -f "$DATA/labels.csv" ] || $A data toyfaces -o "$DATA" --n 20000 --size 64 --seed 0
-$A train "$DATA" --out "$RUN" --preset toy64 --seed 0 --duration 220k
+$A train "$DATA" --out "$RUN" --preset toy64 --seed 0
 
 # Attribute directions from the labels: 500 training faces with and 500 without each attribute.
 .venv/bin/python - "$DATA" "$RUN/attr" <<'PY'
