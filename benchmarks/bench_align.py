@@ -31,8 +31,6 @@ from automod_cli.align.landmarks import shared_detector  # noqa: E402
 from automod_cli.align.pipeline import AlignOptions, AlignTimings, align_faces, align_files  # noqa: E402
 
 
-
-
 def make_photos(folder: Path, count: int) -> list[Path]:
     from skimage import data
 

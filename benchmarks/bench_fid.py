@@ -8,19 +8,11 @@ Usage: python benchmarks/bench_fid.py [--device cuda] [--batch 50] [--images 200
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import torch
 
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    text = f"{platform.node()} | {cpu} | {os.cpu_count()} CPUs | torch {torch.__version__} threads {torch.get_num_threads()}"
-    if device.type == "cuda":
-        text += f" | {torch.cuda.get_device_name(device)}"
-    return text
+from machine import describe  # benchmarks/ is the script's folder, so on sys.path
 
 
 def throughput(fn, images: torch.Tensor, batch: int, device: torch.device) -> float:
@@ -57,7 +49,7 @@ def main() -> None:
     ours.net.load_state_dict(state)
     images = torch.randint(0, 256, (args.images, 3, 256, 256), dtype=torch.uint8)
 
-    print(f"machine: {machine(device)}")
+    print(f"machine: {describe()}")
     print(f"device {device}, batch {args.batch}, {args.images} images of 256x256 uint8, RANDOM weights")
     ours_rate = throughput(ours.features, images, args.batch, device)
     theirs_rate = throughput(lambda x: theirs(x.float() / 255)[0], images, args.batch, device)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -33,7 +32,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import describe  # noqa: E402
 from automod_cli import pipeline  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.errors import MissingWeightsError  # noqa: E402
@@ -126,7 +127,7 @@ def main() -> None:
         "resolution": R, "n_recon": args.n_recon, "n_pairs": args.n_pairs, "seed": args.seed,
         "psnr_db": round(psnr, 3), "lpips_alex": round(lp, 4), "lpips_weights": lpips_weights,
         "mixing": mixing, "code_probe_r2": probe,
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "machine": describe(),
         "wall_s": round(time.time() - t0, 1),
     }
     print("| held-out toy faces | value |\n|---|---|")
