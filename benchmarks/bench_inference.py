@@ -47,9 +47,6 @@ WHOLE_PROCESS_IMAGES = 16
 # --- the machine --------------------------------------------------------------------------------
 
 
-
-
-
 def machine_info(device: torch.device) -> dict:
     info = {
         "cpu": cpu_model(),

@@ -31,8 +31,6 @@ from automod_cli.train.loop import Trainer  # noqa: E402
 from automod_cli.train.schedule import resolve_config, step_plan  # noqa: E402
 
 
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
