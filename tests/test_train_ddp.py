@@ -56,3 +56,33 @@ def test_two_gloo_processes_match_one(tmp_path):
     fresh = Trainer(resolve_config("toy32", OVERRIDES), data, tmp_path / "fresh", progress=False)
     init = {f"decoder.{k}": v for k, v in fresh.decoder.state_dict().items()}
     assert sum(not torch.equal(init[k], one[k]) for k in init) > len(init) // 2
+
+
+def _control_worker(rank, world, rendezvous):
+    from automod_cli.train import loop
+
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        # Pretend the default group is NCCL: the host-side agreements must then use a group of their own
+        # (gloo, CPU tensors), so that they never read a GPU tensor back.
+        real = dist.get_backend
+        dist.get_backend = lambda group=None: "nccl"
+        try:
+            group = loop.control_group()
+        finally:
+            dist.get_backend = real
+        assert group is not dist.group.WORLD
+        assert loop.control_group() is group  # made once per world
+        # rank 1's parameter got no gradient: it gets zeros, and the other is averaged
+        a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
+        a.grad = torch.full((2,), float(rank + 1))
+        if rank == 0:
+            b.grad = torch.full((3,), 4.0)
+        loop.average_gradients([a, b])
+        assert torch.equal(a.grad, torch.full((2,), 1.5)) and torch.equal(b.grad, torch.full((3,), 2.0))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_host_side_agreements_use_a_gloo_group_beside_nccl(tmp_path):
+    mp.spawn(_control_worker, args=(2, str(tmp_path / "rendezvous")), nprocs=2, join=True)

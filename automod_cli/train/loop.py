@@ -88,6 +88,23 @@ def init_distributed(device_name: str) -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
+_CONTROL_GROUP = None
+
+
+def control_group():
+    """The process group for the small host-side agreements between ranks (which parameters got a
+    gradient, whether to stop). They are CPU tensors on gloo: on NCCL they would be GPU tensors, and
+    reading one back is a host synchronisation every step. Created on first use, which every rank
+    reaches at the same point."""
+    global _CONTROL_GROUP
+    import torch.distributed as dist
+
+    world = dist.group.WORLD
+    if _CONTROL_GROUP is None or _CONTROL_GROUP[0] is not world:  # none yet, or made for an old world
+        _CONTROL_GROUP = (world, world if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
+    return _CONTROL_GROUP[1]
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0; the backward sums every rank's gradient and keeps this rank's slice."""
 
@@ -131,8 +148,8 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
         return
     import torch.distributed as dist
 
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX)  # tiny, and on the CPU with gloo
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX, group=control_group())
     used = [p for p, h in zip(params, has.tolist()) if h]
     for p in used:
         if p.grad is None:
@@ -612,8 +629,8 @@ class Trainer:
         if self.world > 1:
             import torch.distributed as dist
 
-            t = torch.tensor([flag], device=self.device if self.cuda else "cpu")
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            t = torch.tensor([flag])
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=control_group())
             flag = int(t)
         return bool(flag)
 
