@@ -413,6 +413,14 @@ class Trainer:
         n = t.shape[0] // self.world
         return t[self.rank * n:(self.rank + 1) * n]
 
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A host tensor drawn for this step (codes, masks, row indices) onto the device. On CUDA through
+        pinned memory and without blocking: a plain copy from pageable memory waits for the GPU to
+        finish all queued work, a host synchronisation per call."""
+        if not self.cuda:
+            return t.to(self.device)
+        return t.pin_memory().to(self.device, non_blocking=True)
+
     def _autocast(self):
         """bf16 autocast: on CUDA by default; on a CPU only with precision=bf16 (AVX-512 BF16 CPUs run
         bf16 matmuls several times faster than fp32, at bf16's rounding)."""
@@ -465,8 +473,8 @@ class Trainer:
         cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
         n = p + 1
         with torch.no_grad(), self._autocast():
-            stack = code_stack_mixed(self._local(z).to(self.device), self._local(z_b).to(self.device),
-                                     self._local(mixed), cross, n)
+            stack = code_stack_mixed(self._to_device(self._local(z)), self._to_device(self._local(z_b)),
+                                     self._to_device(self._local(mixed)), cross, n)
             fakes = run_decoder(self.decoder, stack, p, alpha, noise)[0].float()
         if alpha >= 1.0 and self.pool.size > 0:
             fakes = self._local(self.pool(gather_batch(fakes, grad=False), self.generator))
@@ -498,21 +506,21 @@ class Trainer:
         n_mixed = int(round(G * cfg["d_mix_fraction"])) if cross is not None else 0
         mixed_global = torch.arange(G) < n_mixed
         mixed = self._local(mixed_global)
-        z_l, zb_l = self._local(z).to(self.device), self._local(z_b).to(self.device)
+        z_l, zb_l = self._to_device(self._local(z)), self._to_device(self._local(z_b))
         self.encoder.requires_grad_(False)
         if p > 0:
             self.decoder.to_rgb[p - 1].requires_grad_(False)
         with self._autocast():
-            stack = code_stack_mixed(z_l, zb_l, mixed, cross, n)
+            stack = code_stack_mixed(z_l, zb_l, self._to_device(mixed), cross, n)
             fakes, h_cross = run_decoder(self.decoder, stack, p, alpha, noise, split=cross)
             z_hat = self.encoder(fakes, p, alpha).float()
         kl = losses.batch_kl(gather_batch(z_hat))
-        unmixed_rows = (~mixed).nonzero().flatten().to(self.device)
+        unmixed_rows = self._to_device((~mixed).nonzero().flatten())
         # Per-sample terms: this rank's sum over the global count, times the world size (gradients are
         # averaged over ranks), so the result equals the single-process mean.
         cos = self.world * losses.cos_mismatch(z_hat[unmixed_rows], z_l[unmixed_rows], "sum") / (G - n_mixed)
         if n_mixed and bool(mixed.any()):  # (a CPU mask: no device sync)
-            rows = mixed.nonzero().flatten().to(self.device)
+            rows = self._to_device(mixed.nonzero().flatten())
             with self._autocast():
                 h_again = self.decoder.features(z_hat[rows], 0, cross, noise=noise)
             cons = self.world * losses.consistency_mse(h_again.float(), h_cross[rows].float(), "sum") / (

@@ -105,6 +105,13 @@ def log_partition_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return alphas, values, slopes
 
 
+@lru_cache(maxsize=8)
+def _log_partition_tensors(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The table as tensors on ``device``, made once: copying it from the host at every step would be
+    a host synchronisation per step on CUDA."""
+    return tuple(torch.as_tensor(t, dtype=dtype, device=device) for t in log_partition_table())
+
+
 def log_partition(alpha: torch.Tensor) -> torch.Tensor:
     """log Z(α) by cubic Hermite interpolation of the table (differentiable in α).
 
@@ -112,12 +119,9 @@ def log_partition(alpha: torch.Tensor) -> torch.Tensor:
     interpolation error is below ~1e-8 on (0.001, 1.999) (checked against direct integration
     in the tests).
     """
-    knots_np, values, slopes = log_partition_table()
-    kw = dict(dtype=alpha.dtype, device=alpha.device)
-    knots = torch.as_tensor(knots_np, **kw)
-    vals, ders = torch.as_tensor(values, **kw), torch.as_tensor(slopes, **kw)
+    knots, vals, ders = _log_partition_tensors(alpha.dtype, alpha.device)
     a = alpha.clamp(0.0, 2.0)
-    i = (torch.searchsorted(knots, a.detach().contiguous(), right=True) - 1).clamp(0, len(knots_np) - 2)
+    i = (torch.searchsorted(knots, a.detach().contiguous(), right=True) - 1).clamp(0, len(knots) - 2)
     x0, x1 = knots[i], knots[i + 1]
     h = x1 - x0
     t = (a - x0) / h

@@ -1,0 +1,77 @@
+"""Training on CUDA: bf16 autocast, channels-last, no host synchronisation inside an iteration, and
+fp32 results that agree with the CPU. Skipped without a GPU (CI has none): run on a GPU machine with
+``python -m pytest -q tests/test_train_cuda.py``."""
+
+import pytest
+import torch
+
+from automod_cli.train.loop import Trainer
+from automod_cli.train.schedule import resolve_config, step_plan
+from conftest import write_random_images
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def tiny_config(device: str, **over):
+    # The paper's game (robust loss, no decoder pixel loss), the pool on, style mixing in both steps.
+    base = {"resolution": 16, "width": 1 / 32, "latent_dim": 32, "phase_starts": [0, 8, 16], "fade": 8,
+            "duration": 10**6, "batch": 8, "workers": 0, "device": device, "log_every": 10**6,
+            "grid_every": 10**6, "checkpoint_every": 10**6, "loss": "robust", "recon_weight": 0.2,
+            "decoder_recon_weight": 0.0, "pool_size": 4, "seed": 3}
+    base.update(over)
+    return resolve_config("toy32", base)
+
+
+def batch(plan, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = plan["resolution"]
+    return torch.rand(plan["batch"], 3, r, r, generator=g) * 2 - 1
+
+
+@needs_cuda
+def test_an_iteration_never_synchronises_with_the_host(tmp_path):
+    data = write_random_images(tmp_path / "data", 12, 16, seed=1)
+    trainer = Trainer(tiny_config("cuda"), data, tmp_path / "run", progress=False)
+    autocast = trainer._autocast()
+    assert autocast.fast_dtype == torch.bfloat16 and autocast._enabled  # precision "auto" on CUDA
+    convs = [p for p in list(trainer.encoder.parameters()) + list(trainer.decoder.parameters()) if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+
+    plan = step_plan(trainer.cfg, 40)  # phase 2 at α = 1: the pool and both mixes in use
+    assert plan["phase"] == 2 and plan["alpha"] == 1.0
+    for k in range(3):  # warm-up: lazy initialisation (cuDNN, pinned-memory cache, the robust loss table)
+        trainer.train_iteration(batch(plan, k).pin_memory(), plan)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call now raises
+    try:
+        for k in range(3):
+            terms = trainer.train_iteration(batch(plan, 10 + k).pin_memory(), plan)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isfinite(v).item() for v in terms.values())
+
+
+@needs_cuda
+def test_fp32_iterations_on_cuda_agree_with_the_cpu(tmp_path):
+    data = write_random_images(tmp_path / "data", 12, 16, seed=1)
+    # No layer noise (drawn on the device, so it differs), TF32 off, and Adam's eps raised: gradients
+    # that are exactly zero in exact arithmetic would otherwise turn float-order noise into full steps.
+    over = {"precision": "fp32", "layer_noise": False, "adam_eps": 1e-4}
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        states = {}
+        for device in ("cpu", "cuda"):
+            torch.manual_seed(0)
+            trainer = Trainer(tiny_config(device, **over), data, tmp_path / device, progress=False)
+            for k, samples in enumerate((0, 12, 20, 40)):  # phases 0-2, fading in, then the pool on
+                plan = step_plan(trainer.cfg, samples)
+                trainer.train_iteration(batch(plan, k), plan)
+            states[device] = {f"{name}.{k}": v.detach().float().cpu()
+                              for name, m in (("encoder", trainer.encoder), ("decoder", trainer.decoder))
+                              for k, v in m.state_dict().items()}
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert states["cpu"].keys() == states["cuda"].keys()
+    for k, v in states["cpu"].items():
+        assert torch.allclose(v, states["cuda"][k], rtol=1e-3, atol=1e-4), k
