@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # How weights/toy64.safetensors was made (CPU is enough). Run from the repository root.
-# Re-running resumes the training run where it stopped.
+# Re-running resumes the training run where it stopped; arguments go to `automod train`
+# (e.g. `--duration 1M` to train on, `--device cuda`).
 set -euo pipefail
 DATA=${DATA:-/tmp/toyfaces64}
 RUN=${RUN:-runs/toy64}
 A=".venv/bin/automod"
 
 [ -f "$DATA/labels.csv" ] || $A data toyfaces -o "$DATA" --n 20000 --size 64 --seed 0
-$A train "$DATA" --out "$RUN" --preset toy64 --seed 0
+$A train "$DATA" --out "$RUN" --preset toy64 --seed 0 "$@"
 
 # Attribute directions from the labels: 500 training faces with and 500 without each attribute.
 .venv/bin/python - "$DATA" "$RUN/attr" <<'PY'
