@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from automod_cli.train.loop import Trainer
+from automod_cli.train.loop import Trainer, shutdown_distributed
 from automod_cli.train.schedule import resolve_config
 from conftest import write_random_images
 
@@ -31,7 +31,7 @@ def _worker(rank, world, rendezvous, data, run_dir):
     try:
         Trainer(resolve_config("toy32", OVERRIDES), data, run_dir, progress=False).run()
     finally:
-        dist.destroy_process_group()
+        shutdown_distributed()
 
 
 def test_two_gloo_processes_match_one(tmp_path):
@@ -81,7 +81,7 @@ def _control_worker(rank, world, rendezvous):
         loop.average_gradients([a, b])
         assert torch.equal(a.grad, torch.full((2,), 1.5)) and torch.equal(b.grad, torch.full((3,), 2.0))
     finally:
-        dist.destroy_process_group()
+        shutdown_distributed()
 
 
 def test_host_side_agreements_use_a_gloo_group_beside_nccl(tmp_path):

@@ -23,7 +23,7 @@ def run_training(cfg: dict, data: str | Path, run_dir: str | Path, overwrite: bo
     import torch
 
     from ..devices import resolve_device
-    from .loop import Interrupted, Trainer, init_distributed
+    from .loop import Interrupted, Trainer, init_distributed, shutdown_distributed
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))  # results are bit-exact for a fixed thread count
@@ -45,7 +45,4 @@ def run_training(cfg: dict, data: str | Path, run_dir: str | Path, overwrite: bo
         return 0
     finally:
         if world > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            shutdown_distributed()

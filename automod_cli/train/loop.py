@@ -105,6 +105,20 @@ def control_group():
     return _CONTROL_GROUP[1]
 
 
+def shutdown_distributed() -> None:
+    """Leave the process groups: the control group first, then the world. (A gloo group still referenced
+    after its world is destroyed is torn down at interpreter exit, and that can abort the process.)"""
+    global _CONTROL_GROUP
+    import torch.distributed as dist
+
+    control, _CONTROL_GROUP = _CONTROL_GROUP, None
+    if not dist.is_initialized():
+        return
+    if control is not None and control[1] is not control[0]:
+        dist.destroy_process_group(control[1])
+    dist.destroy_process_group()
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0; the backward sums every rank's gradient and keeps this rank's slice."""
 
