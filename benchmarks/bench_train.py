@@ -1,12 +1,13 @@
 """Training throughput of the full-width reference architecture (one encoder step + one decoder
-step per iteration), against the FLOPs per iteration and this machine's measured fp32 matmul peak.
+step per iteration), against the FLOPs per iteration and this machine's measured matmul peak in the
+convs' arithmetic (fp32 on a CPU; bf16 under autocast, or TF32 for fp32, on CUDA).
 
     .venv/bin/python benchmarks/bench_train.py                       # 32², 64², 256²
     .venv/bin/python benchmarks/bench_train.py --res 32 --batch 16 --iterations 3 --threads 2
 
 The reference implementation needs ~17.6 s per iteration at 32², batch 16, fp32 on a 2-core CPU.
 Iterations are timed at α = 1 of the phase (image pool on, style mixing on), after one warm-up
-iteration. On CUDA the trainer uses bf16 autocast (the matmul peak is still measured in fp32).
+iteration. On CUDA the trainer uses bf16 autocast by default (--precision fp32: TF32 convs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe as machine  # noqa: E402
+from machine import describe as machine, matmul_peak  # noqa: E402
 from automod_cli.train.loop import Trainer  # noqa: E402
 from automod_cli.train.schedule import resolve_config, step_plan  # noqa: E402
 
@@ -34,21 +35,6 @@ from automod_cli.train.schedule import resolve_config, step_plan  # noqa: E402
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def matmul_peak(device: torch.device, n: int = 2048, reps: int = 5) -> float:
-    """Measured fp32 matmul throughput in GFLOP/s (best of ``reps``)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 def bench(res: int, batch: int, iterations: int, device: torch.device, data: Path, width: float,
@@ -99,8 +85,11 @@ def main() -> None:
         [defaults_i.get(r, 1) for r in resolutions]
 
     print(f"machine: {machine()}, precision {args.precision}")
-    peak = matmul_peak(device)
-    print(f"measured fp32 matmul peak: {peak:.1f} GFLOP/s")
+    # The peak in the arithmetic of the trainer's convs: bf16 under autocast, TF32 for fp32 on CUDA.
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
+    peak, arith = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
+    peak /= 1e9
+    print(f"measured {arith} matmul peak: {peak:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()

@@ -38,3 +38,35 @@ def describe() -> str:
     except OSError:
         pass
     return desc
+
+
+def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> tuple[float, str]:
+    """Best FLOP/s of an n×n @ n×n matmul (2n³ FLOPs) in the arithmetic a conv of ``dtype`` uses here,
+    and that arithmetic's name. fp32 convs on CUDA run in TF32 while cuDNN allows it (PyTorch's default),
+    so the fp32 peak there is measured with TF32 matmuls: measured in plain fp32 it is ~15× lower on an
+    H200 and convs were reported at over 300% of it."""
+    import time
+
+    import torch
+
+    tf32 = device.type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    name = "tf32" if tf32 else {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device, dtype)
+    b = torch.randn(n, n, generator=g).to(device, dtype)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        best = float("inf")
+        for k in range(repeats + 1):  # the first call is a warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            torch.mm(a, b)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if k:
+                best = min(best, time.perf_counter() - t)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    return 2 * n**3 / best, name

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from automod_cli.model import Automodulator, ModelConfig, code_stack, mix_stack, parse_scales
-from automod_cli.model.layers import AdaIN, SpectralNormConv2d
+from automod_cli.model.layers import AdaIN, SpectralNormConv2d, fade
 
 
 @pytest.mark.parametrize("resolution", [4, 8, 16, 32, 64, 128, 256, 512, 1024])
@@ -57,6 +57,16 @@ def test_fade_in_continuity(tiny_model):
         x = torch.rand(2, 3, 32, 32) * 2 - 1
         assert torch.allclose(enc(x, phase=3, alpha=0.0), enc(torch.nn.functional.avg_pool2d(x, 2), phase=2), atol=1e-6)
         assert torch.allclose(enc(x, phase=3, alpha=1.0), enc(x, phase=3), atol=0)
+
+
+def test_fade_blends_mixed_dtypes_in_the_wider_one():
+    # Under CUDA autocast the upsampled skip path came out fp32 beside a bf16 to_rgb output, and
+    # torch.lerp refused the pair mid-fade (seen on an H200). The blend takes the wider dtype.
+    old, new = torch.full((2, 3), 1.0), torch.full((2, 3), 3.0, dtype=torch.bfloat16)
+    out = fade(old, new, 0.25)
+    assert out.dtype == torch.float32 and torch.equal(out, torch.full((2, 3), 1.5))
+    assert fade(new, old, 0.5).dtype == torch.float32
+    assert fade(new, new, 0.5).dtype == torch.bfloat16
 
 
 def test_equal_rows_code_stack_is_exactly_the_single_code_decode(tiny_model):

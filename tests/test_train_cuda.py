@@ -32,6 +32,7 @@ def batch(plan, seed):
 def test_an_iteration_never_synchronises_with_the_host(tmp_path):
     data = write_random_images(tmp_path / "data", 12, 16, seed=1)
     trainer = Trainer(tiny_config("cuda"), data, tmp_path / "run", progress=False)
+    assert trainer.device.type == "cuda"  # (until Trainer read cfg["device"], these tests ran on the CPU)
     autocast = trainer._autocast()
     assert autocast.fast_dtype == torch.bfloat16 and autocast._enabled  # precision "auto" on CUDA
     convs = [p for p in list(trainer.encoder.parameters()) + list(trainer.decoder.parameters()) if p.dim() == 4]
@@ -64,6 +65,7 @@ def test_fp32_iterations_on_cuda_agree_with_the_cpu(tmp_path):
         for device in ("cpu", "cuda"):
             torch.manual_seed(0)
             trainer = Trainer(tiny_config(device, **over), data, tmp_path / device, progress=False)
+            assert trainer.device.type == device
             for k, samples in enumerate((0, 12, 20, 40)):  # phases 0-2, fading in, then the pool on
                 plan = step_plan(trainer.cfg, samples)
                 trainer.train_iteration(batch(plan, k), plan)
@@ -75,3 +77,16 @@ def test_fp32_iterations_on_cuda_agree_with_the_cpu(tmp_path):
     assert states["cpu"].keys() == states["cuda"].keys()
     for k, v in states["cpu"].items():
         assert torch.allclose(v, states["cuda"][k], rtol=1e-3, atol=1e-4), k
+
+
+@needs_cuda
+def test_bf16_iterations_through_fades_on_cuda(tmp_path):
+    # Mid-fade, CUDA autocast gave the decoder's two image paths different dtypes (an H200 run died at
+    # the first fade); every phase and α here must give finite losses.
+    data = write_random_images(tmp_path / "data", 12, 16, seed=1)
+    trainer = Trainer(tiny_config("cuda"), data, tmp_path / "run", progress=False)
+    for k, samples in enumerate((0, 12, 20, 40)):  # phases 0-2, fading in, then the pool on
+        plan = step_plan(trainer.cfg, samples)
+        terms = trainer.train_iteration(batch(plan, k), plan)
+        assert all(torch.isfinite(v).item() for v in terms.values()), (samples, terms)
+    assert [step_plan(trainer.cfg, s)["alpha"] for s in (12, 20)] == [0.5, 0.5]

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from automod_cli.errors import UserError
 from automod_cli.train.loop import run_decoder, NonFiniteLoss, Trainer
 from automod_cli.train.schedule import resolve_config, step_plan
 from conftest import write_random_images
@@ -74,6 +75,16 @@ def test_each_step_changes_only_its_parameters(trainer):
     # all requires_grad flags are restored after the steps
     assert all(p.requires_grad for p in trainer.encoder.parameters())
     assert all(p.requires_grad for p in trainer.decoder.parameters())
+
+
+def test_the_device_comes_from_the_config_unless_given(tmp_path):
+    data = make_images(tmp_path / "data")
+    assert Trainer(tiny_config(device="auto"), data, tmp_path / "a", progress=False).device.type == \
+        ("cuda" if torch.cuda.is_available() else "cpu")
+    assert Trainer(tiny_config(device="auto"), data, tmp_path / "b", device="cpu", progress=False).device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            Trainer(tiny_config(device="cuda"), data, tmp_path / "c", progress=False)
 
 
 def test_decoder_pixel_loss_of_the_cpu_presets(tmp_path):

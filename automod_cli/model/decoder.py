@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import AdaIN, Blur, EqualConv2d, LayerNoise, channels_last
+from .layers import AdaIN, Blur, EqualConv2d, LayerNoise, channels_last, fade
 
 
 class DecoderBlock(nn.Module):
@@ -91,7 +91,7 @@ class Decoder(nn.Module):
             if h_prev is None:
                 raise ValueError("a fade needs the previous block's features")
             skip = F.interpolate(self.to_rgb[phase - 1](h_prev), scale_factor=2, mode="nearest")
-            rgb = torch.lerp(skip, rgb, alpha)
+            rgb = fade(skip, rgb, alpha)
         return rgb.contiguous()
 
     def forward(self, codes: torch.Tensor, phase: int | None = None, alpha: float = 1.0,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import SpectralNormConv2d, channels_last
+from .layers import SpectralNormConv2d, channels_last, fade
 
 
 class EncoderBlock(nn.Module):
@@ -58,7 +58,7 @@ class Encoder(nn.Module):
         if alpha < 1.0 and phase > 0:
             # Fade-in mirrors the decoder: the new block blended with the downsampled image's old path.
             skip = self.from_rgb[phase - 1](F.avg_pool2d(x, 2))
-            h = torch.lerp(skip, h, alpha)
+            h = fade(skip, h, alpha)
         for i in range(phase - 1, -1, -1):
             h = self.blocks[i](h)
         return F.normalize(h.flatten(1), dim=1, eps=1e-12)

@@ -44,6 +44,13 @@ def fold_upsample_into_conv3x3(weight: torch.Tensor, scale: float = 1.0) -> torc
         return (weight.reshape(c_out * c_in, 9) @ fold).view(c_out, c_in, 4, 4).transpose(0, 1)
 
 
+def fade(old: torch.Tensor, new: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The fade-in blend (1 - α)·old + α·new, in the wider of the two dtypes: under CUDA autocast the
+    upsampled or downsampled path can come out in fp32 beside a bf16 conv output, and lerp takes one dtype."""
+    dtype = torch.promote_types(old.dtype, new.dtype)
+    return torch.lerp(old.to(dtype), new.to(dtype), alpha)
+
+
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """x in channels_last memory format when autograd is off (inference); unchanged otherwise.
 

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..devices import resolve_device
 from ..errors import UserError
 from ..io.atomic import write_text_atomic
 from ..model import Automodulator, ModelConfig
@@ -265,14 +266,15 @@ def git_commit() -> str | None:
 
 
 class Trainer:
-    def __init__(self, cfg: dict, data: str | Path, run_dir: str | Path, device: torch.device | str = "cpu",
+    def __init__(self, cfg: dict, data: str | Path, run_dir: str | Path, device: torch.device | str | None = None,
                  command: str | None = None, overwrite: bool = False, say: Callable[[str], None] | None = None,
                  progress: bool = True):
         from ..data.datasets import ImageFolderDataset, make_loader
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = torch.device(device)
+        # The device is cfg["device"] unless given (run_training gives each torchrun rank its own GPU).
+        self.device = resolve_device(cfg["device"]) if device is None else torch.device(device)
         self.command = command
         self.rank, self.world = dist_info()
         self.is_main = self.rank == 0
