@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from automod_cli.model import Automodulator, ModelConfig, code_stack, mix_stack, parse_scales
-from automod_cli.model.layers import AdaIN, SpectralNormConv2d, fade
+from automod_cli.model.layers import AdaIN, EqualConv2d, SpectralNormConv2d, fade, fold_upsample_into_conv3x3
 
 
 @pytest.mark.parametrize("resolution", [4, 8, 16, 32, 64, 128, 256, 512, 1024])
@@ -67,6 +67,21 @@ def test_fade_blends_mixed_dtypes_in_the_wider_one():
     assert out.dtype == torch.float32 and torch.equal(out, torch.full((2, 3), 1.5))
     assert fade(new, old, 0.5).dtype == torch.float32
     assert fade(new, new, 0.5).dtype == torch.bfloat16
+
+
+def test_upsampled_conv_is_upsample_then_conv_and_copies_no_constant_per_call(monkeypatch):
+    conv = EqualConv2d(4, 5, 3, padding=1)
+    x = torch.randn(2, 4, 6, 6)
+    expected = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    assert torch.allclose(conv.forward_upsampled(x), expected, atol=1e-5)
+    # The fold matrix reaches a device once: a per-call host-to-device copy is a CUDA synchronisation
+    # per conv (found by tests/test_train_cuda.py on an H200). After the first call no copy is made.
+    fold_upsample_into_conv3x3(conv.weight)
+    copies = []
+    original = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: copies.append(a) or original(self, *a, **k))
+    conv.forward_upsampled(x)
+    assert copies == []
 
 
 def test_equal_rows_code_stack_is_exactly_the_single_code_decode(tiny_model):

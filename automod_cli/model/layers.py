@@ -29,6 +29,16 @@ def _upsample_fold_matrix() -> torch.Tensor:
 
 
 _UPSAMPLE_FOLD = _upsample_fold_matrix()
+_UPSAMPLE_FOLD_ON: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _upsample_fold_on(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The fold matrix on ``device`` in ``dtype``, made once: copying it from the host at every training
+    step is a host-to-device copy from pageable memory, a synchronisation per conv on CUDA."""
+    key = (device, dtype)
+    if key not in _UPSAMPLE_FOLD_ON:
+        _UPSAMPLE_FOLD_ON[key] = _UPSAMPLE_FOLD.to(device, dtype)
+    return _UPSAMPLE_FOLD_ON[key]
 
 
 def fold_upsample_into_conv3x3(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -36,7 +46,7 @@ def fold_upsample_into_conv3x3(weight: torch.Tensor, scale: float = 1.0) -> torc
     stride-2 transposed conv (of ``conv2d(interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)``).
     Computed in the weight's dtype even under autocast (each tap is a sum of at most 4 weights)."""
     c_out, c_in = weight.shape[:2]
-    fold = _UPSAMPLE_FOLD.to(weight.device, weight.dtype) * scale
+    fold = _upsample_fold_on(weight.device, weight.dtype) * scale
     device = weight.device.type
     autocast_off = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") \
         else contextlib.nullcontext()
