@@ -1,65 +1,60 @@
 #!/usr/bin/env bash
 # The work for a session lent one GPU, as one call of under 10 minutes on one H200:
-#   1. the CUDA tests (bf16 autocast, channels-last, no host sync, fp32 agrees with the CPU), and the
-#      core tests under that machine's PyTorch (on its CPUs, in the background);
-#   2. candidate toy64 models for the bundled default, trained side by side on the one GPU from
-#      toyfaces drawn there, each stopped by SIGTERM at the same second (which saves its snapshot);
+#   1. the CUDA tests (bf16 autocast, channels-last, no host sync, bf16 through fades, fp32 agrees with
+#      the CPU), and the core tests under that machine's PyTorch (on its CPUs, in the background);
+#   2. a toy64 training run on toyfaces drawn there, stopped by SIGTERM at a fixed second (which saves
+#      its state). A GPU session is short, so the run goes on from session to session: when the
+#      previous session's run folder is carried in (gpu-run/, ignored by git), it resumes;
 #   3. training and inference throughput (bench_train, bench_inference) once the GPU is free.
-# Run from the repository root; results land in $OUT (default gpu-out/): the log, each candidate's
-# model.safetensors (split into 15 MiB parts when larger: `cat NAME.safetensors.part* > NAME.safetensors`)
-# and logs.tar.gz (the runs' config, log.jsonl, grids and console output; the benchmark records).
-# It uses the machine's own python3 and PyTorch (no install: such machines reach no package index),
-# with the repository on PYTHONPATH.
+# Results land in $OUT (default gpu-out/): gpu_session.log, the run's model.safetensors, its training
+# state in 15 MiB parts (state.safetensors.part*) and run.tar.gz (config.json, log.jsonl, grids, console
+# output), and benchmarks.tar.gz. It uses the machine's own python3 and PyTorch (such machines reach no
+# package index), with the repository on PYTHONPATH.
 #
-#   bash benchmarks/gpu_session.sh
+#   device run, carry ["gpu-run"]:  OUT=$OUT bash benchmarks/gpu_session.sh
+#   back here, for the next session: bash benchmarks/gpu_session.sh --collect FILES_AT
 #
 # Smoke test on a CPU: DEVICE=cpu N_FACES=2000 TRAIN_UNTIL=60 BUDGET=120 PY=.venv/bin/python bash ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
+RUN_DIR=gpu-run
+
+if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (the next call carries it)
+  src=${2:?usage: gpu_session.sh --collect FILES_AT}
+  [ -f "$src/run.tar.gz" ] && ls "$src"/state.safetensors.part* >/dev/null 2>&1 \
+    || { echo "$src: no run.tar.gz and state parts (did the run save?)" >&2; exit 1; }
+  tmp=$(mktemp -d "$RUN_DIR.new.XXXXXX")
+  mkdir -p "$tmp/state"
+  tar xzf "$src/run.tar.gz" -C "$tmp" && cat "$src"/state.safetensors.part* >"$tmp/state/state.safetensors" \
+    && cp "$src/model.safetensors" "$tmp/model.safetensors" || { rm -rf "$tmp"; exit 1; }
+  [ -d "$RUN_DIR" ] && mv "$RUN_DIR" "$RUN_DIR.previous.$(date +%Y%m%d%H%M%S)"
+  mv "$tmp" "$RUN_DIR"
+  echo "collected into $RUN_DIR: $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
+  exit 0
+fi
+
 OUT=${OUT:-gpu-out}
 WORK=${WORK:-/tmp/automod-gpu}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
-N_FACES=${N_FACES:-60000}     # toyfaces drawn for training (seed 0)
-TRAIN_UNTIL=${TRAIN_UNTIL:-450}  # second of this script at which every candidate gets SIGTERM
-BUDGET=${BUDGET:-575}         # seconds for the whole script; the benchmarks get what is left
-mkdir -p "$OUT" "$WORK"
+N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
+TRAIN_UNTIL=${TRAIN_UNTIL:-450}  # second of this script at which the run gets SIGTERM
+BUDGET=${BUDGET:-575}            # seconds for the whole script; the benchmarks get what is left
+mkdir -p "$OUT" "$WORK/runs"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 SECONDS=0
 status=0
 step() { echo "== [${SECONDS}s] $1"; shift; "$@" || { echo "!! failed ($?): $*"; status=1; }; }
 left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
 
-# Candidates: name and overrides of the toy64 preset (JSON). One schedule for all: phases of 20k-40k
-# samples with 20k-sample fades (64² from 140k), then 64² until the SIGTERM; the duration is never reached.
-# First H200 session (README, Speed): an iteration costs 65-100 ms whatever the batch (per-iteration
-# overhead), TF32 beat bf16 at these sizes, and width 1/4 at batch 64 reached 307k samples in 383 s
-# (17.65 dB, below the CPU model's 25k iterations). So: TF32, and larger batches side by side.
-SCHEDULE='"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 50000000,
+# The run: the toy64 preset with phases of 20k-40k samples and 20k-sample fades (64² from 140k), then 64²
+# until stopped (the duration is never reached), TF32, width 1/8, batch 64. Why: on the first H200 session
+# an iteration cost 65-100 ms whatever the batch (per-iteration overhead), TF32 beat bf16 at these sizes,
+# and a fresh run got 4,800 iterations in 383 s, a fifth of the bundled CPU model's; so the run must span
+# sessions, and width 1/8 keeps its training state (~40 MB) under what a call carries and returns.
+OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 1000000000,
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000, "grid_every": 100000,
-  "workers": 3, "seed": 0, "precision": "fp32"'
-CANDIDATES=(
-  "w8b64|{$SCHEDULE, \"device\": \"$DEVICE\", \"width\": 0.125, \"batch\": 64}"
-  "w4b128|{$SCHEDULE, \"device\": \"$DEVICE\", \"width\": 0.25, \"batch\": 128}"
-  "w4b256|{$SCHEDULE, \"device\": \"$DEVICE\", \"width\": 0.25, \"batch\": 256, \"lr\": 0.002}"
-)
-
-train_candidate() {  # name overrides-json; runs `automod train` through the core (no CLI dependency)
-  local name=$1 over=$2
-  timeout -s TERM -k 40 $(( TRAIN_UNTIL - SECONDS )) $PY - "$WORK/toyfaces64" "$WORK/runs/$name" "$over" \
-      >"$WORK/runs/$name.out" 2>&1 <<'PY'
-import json, shlex, sys
-from automod_cli.train import run_training
-from automod_cli.train.schedule import resolve_config
-data, run, over = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-cfg = resolve_config("toy64", over)
-command = "automod train " + shlex.join([data, "--out", run, "--preset", "toy64"] +
-                                         [a for k, v in over.items() for a in ("--set", f"{k}={json.dumps(v)}")])
-print(command, flush=True)
-sys.exit(run_training(cfg, data, run, command=command, say=lambda s: print(s, flush=True), progress=True))
-PY
-  echo "candidate $name exited with $?"
-}
+  "workers": 4, "seed": 0, "precision": "fp32", "width": 0.125, "batch": 64, "device": "'$DEVICE'"}'
 
 {
   step "machine" nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -78,24 +73,32 @@ PY
       >"$WORK/core_tests.out" 2>&1 &
   core=$!
 
-  mkdir -p "$WORK/runs"
-  pids=()
-  for c in "${CANDIDATES[@]}"; do
-    echo "== [${SECONDS}s] training candidate ${c%%|*} until second $TRAIN_UNTIL: ${c#*|}"
-    train_candidate "${c%%|*}" "${c#*|}" &
-    pids+=($!)
-  done
-  # GPU load while they train.
+  run="$WORK/runs/toy64gpu"
+  if [ -f "$RUN_DIR/state/state.safetensors" ]; then
+    cp -r "$RUN_DIR" "$run"
+    echo "== [${SECONDS}s] resuming the carried run: $(tail -n 1 "$run/log.jsonl" | cut -c1-120)"
+  fi
+  echo "== [${SECONDS}s] training until second $TRAIN_UNTIL: $OVERRIDES"
   ( while sleep 30; do echo "   [${SECONDS}s] gpu: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>&1)"; done ) &
   watch=$!
-  wait "${pids[@]}"
+  # Through the core rather than the CLI (no dependency on that machine's Typer); the command recorded
+  # in the model is the equivalent `automod train` line.
+  timeout -s TERM -k 40 $(( TRAIN_UNTIL - SECONDS )) $PY - "$WORK/toyfaces64" "$run" "$OVERRIDES" \
+      >"$WORK/train.out" 2>&1 <<'PY'
+import json, shlex, sys
+from automod_cli.train import run_training
+from automod_cli.train.schedule import resolve_config
+data, run, over = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+cfg = resolve_config("toy64", over)
+command = "automod train " + shlex.join([data, "--out", run, "--preset", "toy64"] +
+                                         [a for k, v in over.items() for a in ("--set", f"{k}={json.dumps(v)}")])
+print(command, flush=True)
+sys.exit(run_training(cfg, data, run, command=command, say=lambda s: print(s, flush=True), progress=True))
+PY
+  echo "== [${SECONDS}s] training exited with $? (124: stopped at its second, state saved)"
   kill $watch 2>/dev/null
-  for c in "${CANDIDATES[@]}"; do
-    n=${c%%|*}
-    echo "== [${SECONDS}s] candidate $n: last lines"
-    tail -n 4 "$WORK/runs/$n.out"
-    tail -n 1 "$WORK/runs/$n/log.jsonl" 2>/dev/null
-  done
+  grep -v "check_worker_number_rationality\|UserWarning" "$WORK/train.out" | tail -n 6
+  cp "$WORK/train.out" "$run/train.out" 2>/dev/null
 
   step "bench_train bf16" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" --res 32,64,256 \
       --batch 64,64,16 --iterations 20,20,10
@@ -105,18 +108,17 @@ PY
       --repeats 2 --json "$WORK/bench_inference.jsonl"
   wait $core; echo "== [${SECONDS}s] core tests exited with $?"; tail -n 5 "$WORK/core_tests.out"
 
-  for c in "${CANDIDATES[@]}"; do
-    n=${c%%|*}; f="$WORK/runs/$n/model.safetensors"
-    [ -f "$f" ] || { echo "!! no model from $n"; status=1; continue; }
-    if [ "$(stat -c %s "$f")" -gt $((15 * 1024 * 1024)) ]; then
-      split -b 15M -d "$f" "$OUT/$n.safetensors.part"
-    else
-      cp "$f" "$OUT/$n.safetensors"
-    fi
-    sha256sum "$f"
-  done
-  (cd "$WORK" && find runs toyfaces.out core_tests.out bench_inference.jsonl -type f -size -3M \
-      ! -path '*/tensorboard/*' 2>/dev/null | tar czf "$OUT/logs.tar.gz" -T -)
+  if [ -f "$run/state/state.safetensors" ] && [ -f "$run/model.safetensors" ]; then
+    cp "$run/model.safetensors" "$OUT/model.safetensors"
+    split -b 15M -d "$run/state/state.safetensors" "$OUT/state.safetensors.part"
+    (cd "$run" && find . -type f ! -path './state/*' ! -path './tensorboard/*' ! -name model.safetensors \
+        | tar czf "$OUT/run.tar.gz" -T -)
+    sha256sum "$run/model.safetensors" "$run/state/state.safetensors"
+  else
+    echo "!! the run left no state or model"; status=1
+  fi
+  (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl -type f 2>/dev/null \
+      | tar czf "$OUT/benchmarks.tar.gz" -T -)
   echo "== [${SECONDS}s] done, status $status"
   exit "$status"
 } 2>&1 | tee "$OUT/gpu_session.log"
