@@ -50,7 +50,7 @@ left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
 # The run: the toy64 preset with phases of 20k-40k samples and 20k-sample fades (64² from 140k), then 64²
 # until stopped (the duration is never reached), TF32, width 1/8, batch 64. Why: on the first H200 session
 # an iteration cost 65-100 ms whatever the batch (per-iteration overhead), TF32 beat bf16 at these sizes,
-# and a fresh run got 4,800 iterations in 383 s, a fifth of the bundled CPU model's; so the run must span
+# and a fresh run got 4,800 iterations in 383 s, a sixth of the bundled CPU model's 29,500; so the run must span
 # sessions, and width 1/8 keeps its training state (~40 MB) under what a call carries and returns.
 OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 1000000000,
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000, "grid_every": 100000,

@@ -91,7 +91,7 @@ PRESETS: dict[str, dict] = {
               "workers": 1},
     "toy64": {"resolution": 64, "width": 1 / 16, "latent_dim": 512,
               "phase_starts": [0, 8 * K, 16 * K, 32 * K, 56 * K],
-              "fade": 8 * K, "duration": 400 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
+              "fade": 8 * K, "duration": 500 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
               "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
               **CPU_FAST,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 1 * K, "grid_every": 8 * K,
