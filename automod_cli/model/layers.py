@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from functools import lru_cache
 from typing import Callable, Iterator
 
 import torch
@@ -29,16 +30,13 @@ def _upsample_fold_matrix() -> torch.Tensor:
 
 
 _UPSAMPLE_FOLD = _upsample_fold_matrix()
-_UPSAMPLE_FOLD_ON: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
 
+@lru_cache(maxsize=8)
 def _upsample_fold_on(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The fold matrix on ``device`` in ``dtype``, made once: copying it from the host at every training
     step is a host-to-device copy from pageable memory, a synchronisation per conv on CUDA."""
-    key = (device, dtype)
-    if key not in _UPSAMPLE_FOLD_ON:
-        _UPSAMPLE_FOLD_ON[key] = _UPSAMPLE_FOLD.to(device, dtype)
-    return _UPSAMPLE_FOLD_ON[key]
+    return _UPSAMPLE_FOLD.to(device, dtype)
 
 
 def fold_upsample_into_conv3x3(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
