@@ -7,7 +7,8 @@ convs' arithmetic (fp32 on a CPU; bf16 under autocast, or TF32 for fp32, on CUDA
 
 The reference implementation needs ~17.6 s per iteration at 32², batch 16, fp32 on a 2-core CPU.
 Iterations are timed at α = 1 of the phase (image pool on, style mixing on), after one warm-up
-iteration. On CUDA the trainer uses bf16 autocast by default (--precision fp32: TF32 convs).
+iteration (with --cuda-graphs: after every step has been captured). On CUDA the trainer uses bf16
+autocast by default (--precision fp32: TF32 convs).
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ def sync(device: torch.device) -> None:
 
 
 def bench(res: int, batch: int, iterations: int, device: torch.device, data: Path, width: float,
-          precision: str = "auto") -> dict:
+          precision: str = "auto", cuda_graphs: bool = False) -> dict:
     cfg = resolve_config("ffhq256" if res <= 256 else "ffhq512",
                          {"resolution": res, "batch": batch, "width": width, "workers": 0,
-                          "device": str(device), "duration": 10**9, "precision": precision})
+                          "device": str(device), "duration": 10**9, "precision": precision,
+                          "cuda_graphs": cuda_graphs})
     trainer = Trainer(cfg, data, Path(tempfile.mkdtemp()) / "run", device=device, progress=False)
     p = len(cfg["phase_starts"]) - 1
     plan = step_plan(cfg, cfg["phase_starts"][p] + cfg["fade"])  # top phase, α = 1
@@ -49,6 +51,13 @@ def bench(res: int, batch: int, iterations: int, device: torch.device, data: Pat
     with FlopCounterMode(display=False) as counter:
         trainer.train_iteration(x, plan)  # also the warm-up
     flops = counter.get_total_flops()
+    if trainer.graphs is not None:  # warm up and capture every step (2 steps × p crossover blocks) first
+        for _ in range(40 * p):
+            if trainer.graphs.captures >= 2 * p or trainer.graphs.failed:
+                break
+            trainer.train_iteration(x, plan)
+        if trainer.graphs.captures < 2 * p:
+            raise SystemExit(f"CUDA graphs: {trainer.graphs.captures} of {2 * p} steps captured")
     times = []
     for _ in range(iterations):
         sync(device)
@@ -72,6 +81,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    ap.add_argument("--cuda-graphs", action="store_true", help="time replayed CUDA graphs of the steps")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,7 +94,7 @@ def main() -> None:
     iters = [int(i) for i in args.iterations.split(",")] if args.iterations else \
         [defaults_i.get(r, 1) for r in resolutions]
 
-    print(f"machine: {machine()}, precision {args.precision}")
+    print(f"machine: {machine()}, precision {args.precision}" + (", CUDA graphs" if args.cuda_graphs else ""))
     # The peak in the arithmetic of the trainer's convs: bf16 under autocast, TF32 for fp32 on CUDA.
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
     peak, arith = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
@@ -99,7 +109,7 @@ def main() -> None:
         print(f"{'res':>5} {'batch':>5} {'s/it':>8} {'img/s':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'of peak':>7}"
               f"  params (enc/dec)")
         for res, b, n in zip(resolutions, batches, iters):
-            r = bench(res, b, n, device, data, args.width, args.precision)
+            r = bench(res, b, n, device, data, args.width, args.precision, args.cuda_graphs)
             print(f"{r['res']:>5} {r['batch']:>5} {r['s_per_it']:>8.3f} {r['img_per_s']:>8.2f} "
                   f"{r['gflop_per_it']:>9.1f} {r['achieved_gflops']:>8.1f} {r['achieved_gflops'] / peak:>7.1%}"
                   f"  {r['enc_params'] / 1e6:.1f}M/{r['dec_params'] / 1e6:.1f}M", flush=True)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The work for a session lent one GPU, as one call of under 10 minutes on one H200:
 #   1. the CUDA tests (bf16 autocast, channels-last, no host sync, bf16 through fades, fp32 agrees with
-#      the CPU), and the core tests under that machine's PyTorch (on its CPUs, in the background);
-#   2. a toy64 training run on toyfaces drawn there, stopped by SIGTERM at a fixed second (which saves
+#      the CPU; CUDA graphs of the steps agree with eager steps and never sync), and the core tests
+#      under that machine's PyTorch (on its CPUs, in the background);
+#   2. a toy64 training run on toyfaces drawn there (replaying CUDA graphs of its steps when the graph
+#      tests passed), stopped by SIGTERM at a fixed second (which saves
 #      its state). A GPU session is short, so the run goes on from session to session: when the
 #      previous session's run folder is carried in (gpu-run/, ignored by git), it resumes;
 #   3. training and inference throughput (bench_train, bench_inference) once the GPU is free.
@@ -63,7 +65,13 @@ OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "du
   $PY -c "from automod_cli.data import toyfaces; toyfaces.generate('$WORK/toyfaces64', $N_FACES, 64, 0, workers=12)" \
       >"$WORK/toyfaces.out" 2>&1 &
   gen=$!
-  step "cuda tests" timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_train_cuda.py
+  step "cuda tests" timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_train_cuda.py -k "not graph"
+  # The run replays CUDA graphs of its steps only if they agree with eager steps here, on this machine.
+  GRAPHS=false
+  echo "== [${SECONDS}s] cuda graph tests"
+  timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_train_cuda.py -k graph && GRAPHS=true
+  echo "== [${SECONDS}s] the run uses CUDA graphs: $GRAPHS"
+  OVERRIDES=${OVERRIDES%\}}', "cuda_graphs": '$GRAPHS'}'
   wait $gen || { echo "!! toyfaces failed"; cat "$WORK/toyfaces.out"; status=1; }
   echo "== [${SECONDS}s] $(ls "$WORK/toyfaces64" | wc -l) files in $WORK/toyfaces64"
 
@@ -100,6 +108,11 @@ PY
   grep -v "check_worker_number_rationality\|UserWarning" "$WORK/train.out" | tail -n 6
   cp "$WORK/train.out" "$run/train.out" 2>/dev/null
 
+  step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
+      --precision fp32 --width 0.125 --res 64 --batch 64 --iterations 20
+  [ "$GRAPHS" = true ] && step "bench_train toy64 run size, CUDA graphs" timeout "$(left)" $PY \
+      benchmarks/bench_train.py --device "$DEVICE" --precision fp32 --width 0.125 --res 64 --batch 64 \
+      --iterations 50 --cuda-graphs
   step "bench_train bf16" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" --res 32,64,256 \
       --batch 64,64,16 --iterations 20,20,10
   step "bench_train fp32" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" --precision fp32 \

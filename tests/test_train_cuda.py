@@ -90,3 +90,75 @@ def test_bf16_iterations_through_fades_on_cuda(tmp_path):
         terms = trainer.train_iteration(batch(plan, k), plan)
         assert all(torch.isfinite(v).item() for v in terms.values()), (samples, terms)
     assert [step_plan(trainer.cfg, s)["alpha"] for s in (12, 20)] == [0.5, 0.5]
+
+
+def stable_iterations(trainer, n, first_seed=0):
+    """n iterations at phase 2, α = 1 (the pool and both mixes in use): what CUDA graphs capture."""
+    plan = step_plan(trainer.cfg, 40)
+    assert plan["phase"] == 2 and plan["alpha"] == 1.0
+    for k in range(n):
+        terms = trainer.train_iteration(batch(plan, first_seed + k).pin_memory(), plan)
+    return terms
+
+
+@needs_cuda
+def test_cuda_graph_steps_agree_with_eager_steps(tmp_path):
+    data = write_random_images(tmp_path / "data", 12, 16, seed=1)
+    over = {"precision": "fp32", "layer_noise": False, "adam_eps": 1e-4}
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        results = {}
+        for graphs in (False, True):
+            torch.manual_seed(0)
+            trainer = Trainer(tiny_config("cuda", cuda_graphs=graphs, **over), data, tmp_path / f"g{graphs}",
+                              progress=False)
+            for k, samples in enumerate((0, 12, 20)):  # phases 0-2 with fades, eager either way
+                plan = step_plan(trainer.cfg, samples)
+                trainer.train_iteration(batch(plan, k), plan)
+            stable_iterations(trainer, 16)
+            if graphs:
+                assert trainer.graphs.captures >= 2 and trainer.graphs.replays >= 4 and not trainer.graphs.failed
+            results[graphs] = {**{f"{name}.{k}": v.detach().float().cpu()
+                                  for name, m in (("encoder", trainer.encoder), ("decoder", trainer.decoder),
+                                                  ("ema", trainer.ema))
+                                  for k, v in m.state_dict().items()},
+                               "pool": trainer.pool.images.cpu()}
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    for k, v in results[False].items():
+        assert torch.allclose(v, results[True][k], rtol=1e-3, atol=1e-4), k
+
+
+@needs_cuda
+def test_replayed_graph_steps_never_synchronise_with_the_host(tmp_path):
+    data = write_random_images(tmp_path / "data", 12, 16, seed=1)
+    trainer = Trainer(tiny_config("cuda", cuda_graphs=True), data, tmp_path / "run", progress=False)
+    stable_iterations(trainer, 16)  # warm-up and capture of every step variant of phase 2
+    assert len(trainer.graphs.graphs) == 4 and not trainer.graphs.failed  # {encoder, decoder} × crossover {1, 2}
+    replays = trainer.graphs.replays
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        terms = stable_iterations(trainer, 4, first_seed=100)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.graphs.replays == replays + 8
+    assert all(torch.isfinite(v).item() for v in terms.values())
+
+
+@needs_cuda
+def test_bf16_graph_training_through_phases_with_layer_noise(tmp_path):
+    # Phase 0 from graphs, the fades of phases 1 and 2 eagerly, then phase 2 at α = 1 from new graphs
+    # (each phase change drops the graphs); new codes and new noise at every replay.
+    data = write_random_images(tmp_path / "data", 12, 16, seed=1)
+    trainer = Trainer(tiny_config("cuda", cuda_graphs=True), data, tmp_path / "run", progress=False)
+    recon = []
+    for samples in [0] * 8 + [8, 12, 16, 20] + [24] * 16:
+        plan = step_plan(trainer.cfg, samples)
+        terms = trainer.train_iteration(batch(plan, samples), plan)
+        assert all(torch.isfinite(v).item() for v in terms.values()), (samples, terms)
+        recon.append(terms["recon"].item())
+    assert trainer.graphs.captures >= 4 and not trainer.graphs.failed  # both steps at phase 0, some at phase 2
+    assert {dict(k[3:])["phase"] for k in trainer.graphs.graphs} == {2}  # phase 0's were dropped
+    assert len(set(recon[-4:])) == 4  # the graph's outputs are not frozen

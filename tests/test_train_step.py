@@ -133,3 +133,70 @@ def test_bf16_precision_on_the_cpu(tmp_path):
     assert all(p.dtype == torch.float32 for p in t.decoder.parameters())  # weights stay fp32
     with pytest.raises(Exception, match="precision"):
         tiny_config(precision="fp8")
+
+
+def test_image_pool_swaps_fakes_one_after_another():
+    # The pool's decisions are index vectors drawn on the host; applied, they must give what the plain
+    # sequential rule gives: store until full, then each fake has a 50% chance to be swapped with a
+    # random stored one (which may be a fake stored earlier in the same batch).
+    from automod_cli.train.loop import ImagePool
+
+    size, n = 5, 4
+    pool, gen = ImagePool(size), torch.Generator().manual_seed(7)
+    pool.ensure((1, 2, 2), torch.device("cpu"))
+    ref_gen, ref_store = torch.Generator().manual_seed(7), []
+    swapped = passed_through = 0
+    for step in range(12):
+        fakes = torch.arange(step * n, (step + 1) * n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2)
+        out = pool.apply(fakes, *pool.draw(n, gen))
+        draws, slots = torch.rand(n, generator=ref_gen), torch.randint(0, size, (n,), generator=ref_gen)
+        expected = []
+        for k in range(n):
+            if len(ref_store) < size:
+                ref_store.append(fakes[k])
+                expected.append(fakes[k])
+            elif draws[k] < 0.5:
+                expected.append(ref_store[int(slots[k])])
+                ref_store[int(slots[k])] = fakes[k]
+                swapped += 1
+            else:
+                expected.append(fakes[k])
+                passed_through += 1
+        assert torch.equal(out, torch.stack(expected)), step
+        assert torch.equal(pool.images[: pool.count], torch.stack(ref_store)), step
+    assert pool.count == size and swapped > 5 and passed_through > 5
+
+
+def test_cuda_graphs_setting(tmp_path):
+    with pytest.raises(UserError, match="cuda_graphs must be true or false"):
+        tiny_config(cuda_graphs="yes")
+    if torch.cuda.is_available():
+        return
+    said = []
+    data = make_images(tmp_path / "data")
+    t = Trainer(tiny_config(cuda_graphs=True), data, tmp_path / "run", progress=False, say=said.append)
+    assert t.graphs is None and said == ["cuda_graphs needs a CUDA device: training without CUDA graphs"]
+    plan = step_plan(t.cfg, 0)
+    terms = t.train_iteration(torch.rand(8, 3, 4, 4) * 2 - 1, plan)
+    assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_a_state_saved_by_a_cuda_graphs_run_resumes_without_graphs(tmp_path):
+    # A CUDA-graphs run saves capturable Adam (its step count on the device); capturable Adam refuses
+    # CPU parameters, so resuming such a state on a CPU must turn it back into plain Adam.
+    data = make_images(tmp_path / "data")
+    t = Trainer(tiny_config(), data, tmp_path / "a", progress=False)
+    plan = step_plan(t.cfg, 0)
+    x = torch.rand(8, 3, 4, 4) * 2 - 1
+    t.train_iteration(x, plan)
+    for opt in (t.opt_e, t.opt_d):
+        for group in opt.param_groups:
+            group["capturable"] = True  # as the GPU run had it
+    tensors, meta = t.state_dict()
+    assert all(g["capturable"] for g in meta["opt_e"]["param_groups"] + meta["opt_d"]["param_groups"])
+    resumed = Trainer(tiny_config(), data, tmp_path / "b", progress=False)
+    resumed.load_state_dict(tensors, meta)
+    assert not any(g["capturable"] for o in (resumed.opt_e, resumed.opt_d) for g in o.param_groups)
+    terms = resumed.train_iteration(x, plan)
+    assert all(torch.isfinite(v) for v in terms.values())
+

@@ -42,6 +42,7 @@ from ..model.decoder import Decoder
 from ..model.encoder import Encoder
 from ..model.layers import SpectralNormConv2d
 from . import losses
+from .graphs import StepGraphs
 from .schedule import config_differences, step_plan
 from .state import (STATE_NAME, load_module, load_state, module_tensors, optimizer_from_flat, optimizer_to_flat,
                     rng_restore, rng_snapshot, save_state)
@@ -195,15 +196,16 @@ def advance_power_iteration(encoder: Encoder, phase: int) -> None:
                 m.u.copy_(F.normalize(wm @ v, dim=0, eps=1e-12))
 
 
-def code_stack_mixed(z: torch.Tensor, z_b: torch.Tensor, mixed: torch.Tensor, cross: int | None,
+def code_stack_mixed(z: torch.Tensor, z_b: torch.Tensor, n_mixed: int, cross: int | None,
                      n: int) -> torch.Tensor:
-    """[B, n, D]: z at every block, except mixed rows take z_b from block ``cross`` on."""
+    """[B, n, D]: z at every block, except the first ``n_mixed`` rows take z_b from block ``cross`` on.
+    (The masks are made on the device: no host tensor is copied in the middle of a step.)"""
     stack = z.unsqueeze(1).expand(-1, n, -1)
-    if cross is None:
+    if cross is None or n_mixed == 0:
         return stack
     late = torch.arange(n, device=z.device) >= cross
-    pick = mixed.to(z.device)[:, None, None] & late[None, :, None]
-    return torch.where(pick, z_b.unsqueeze(1), stack)
+    rows = torch.arange(z.shape[0], device=z.device) < n_mixed
+    return torch.where(rows[:, None, None] & late[None, :, None], z_b.unsqueeze(1), stack)
 
 
 def run_decoder(dec: Decoder, stack: torch.Tensor, phase: int, alpha: float, noise: bool,
@@ -226,30 +228,48 @@ def run_decoder(dec: Decoder, stack: torch.Tensor, phase: int, alpha: float, noi
 
 class ImagePool:
     """Past fakes (pix2pix-style): until full, fakes are stored and passed through; then each new fake
-    has a 50% chance to be swapped with a random stored one."""
+    has a 50% chance to be swapped with a random stored one (one after another, so a fake stored
+    earlier in the same batch can come straight back out).
+
+    The stored fakes are one device tensor. ``draw`` makes every decision on the host, from the
+    trainer's generator, as two index vectors into ``cat([stored, fakes])`` (the batch's output and
+    the store's new content); ``apply`` is then two gathers. So a step never reads a device value on
+    the host, and a captured CUDA graph replays it with new indices.
+    """
 
     def __init__(self, size: int):
         self.size = size
-        self.images: list[torch.Tensor] = []
+        self.count = 0  # slots filled so far
+        self.images: torch.Tensor | None = None
 
-    def __call__(self, fakes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.size <= 0:
-            return fakes
-        draws = torch.rand(fakes.shape[0], generator=gen)
-        slots = torch.randint(0, self.size, (fakes.shape[0],), generator=gen)
+    def ensure(self, shape: tuple[int, ...], device: torch.device) -> None:
+        """Storage for fakes of ``shape`` (one image) on ``device``, made once per pool."""
+        if self.images is None and self.size > 0:
+            self.images = torch.zeros((self.size, *shape), device=device)
+
+    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        draws = torch.rand(n, generator=gen)
+        slots = torch.randint(0, self.size, (n,), generator=gen)
+        held = list(range(self.size))  # held[s]: the row of cat([stored, fakes]) that slot s holds
         out = []
-        for k in range(fakes.shape[0]):
-            img = fakes[k]
-            if len(self.images) < self.size:
-                self.images.append(img.clone())
-                out.append(img)
+        for k in range(n):
+            row = self.size + k
+            if self.count < self.size:
+                held[self.count] = row
+                self.count += 1
+                out.append(row)
             elif draws[k] < 0.5:
                 s = int(slots[k])
-                out.append(self.images[s])
-                self.images[s] = img.clone()
+                out.append(held[s])
+                held[s] = row
             else:
-                out.append(img)
-        return torch.stack(out)
+                out.append(row)
+        return torch.tensor(out), torch.tensor(held)
+
+    def apply(self, fakes: torch.Tensor, out_rows: torch.Tensor, held_rows: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([self.images, fakes.to(self.images.dtype)])
+        self.images.copy_(both[held_rows])
+        return both[out_rows]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,10 +316,12 @@ class Trainer:
             self.robust = torch.nn.ModuleList(losses.AdaptiveRobustLoss((3, r, r)) for r in mc.resolutions).to(self.device)
         else:
             self.robust = torch.nn.ModuleList()
+        self.graphs = self._step_graphs()
         betas = tuple(cfg["adam_betas"])
         self.opt_e = torch.optim.Adam(list(self.encoder.parameters()) + list(self.robust.parameters()),
                                       lr=cfg["lr"][0], betas=betas, eps=cfg["adam_eps"])
         self.opt_d = torch.optim.Adam(self.decoder.parameters(), lr=cfg["lr"][0], betas=betas, eps=cfg["adam_eps"])
+        self._set_capturable()
         self.generator = torch.Generator().manual_seed(cfg["seed"] * 7919 + 17)
         self.pool = ImagePool(cfg["pool_size"])
         self.pool_phase = 0
@@ -325,6 +347,29 @@ class Trainer:
         self.stop_signal: int | None = None
         self.tb = None
 
+    def _step_graphs(self) -> StepGraphs | None:
+        if not self.cfg.get("cuda_graphs"):
+            return None
+        why = "needs a CUDA device" if not self.cuda else "runs in one process only" if self.world > 1 else None
+        if why:
+            if self.is_main:
+                self.say(f"cuda_graphs {why}: training without CUDA graphs")
+            return None
+        return StepGraphs(say=self.say)
+
+    def _set_capturable(self) -> None:
+        """With CUDA graphs Adam keeps its step count on the device (a captured step cannot read a host
+        number). Set after loading too: a state saved with graphs may be resumed without them (on a CPU,
+        which capturable Adam refuses), and the other way round."""
+        on = self.graphs is not None
+        for opt in (self.opt_e, self.opt_d):
+            for group in opt.param_groups:
+                group["capturable"] = on
+            for state in opt.state.values():
+                if "step" in state:
+                    step = torch.as_tensor(state["step"], dtype=torch.float32)
+                    state["step"] = step.to(self.device) if on else step.cpu()
+
     # -- state ------------------------------------------------------------------------------------
     @property
     def state_path(self) -> Path:
@@ -340,8 +385,8 @@ class Trainer:
         t_d, m_d = optimizer_to_flat(self.opt_d, "d")
         tensors.update(t_e)
         tensors.update(t_d)
-        if self.pool.images:
-            tensors["pool.images"] = torch.stack(self.pool.images)
+        if self.pool.count:
+            tensors["pool.images"] = self.pool.images[: self.pool.count]
         t_rng, m_rng = rng_snapshot(self.generator)
         tensors.update(t_rng)
         meta = {"config": self.cfg, "samples": self.samples, "iteration": self.iteration,
@@ -358,10 +403,14 @@ class Trainer:
         load_module("robust", self.robust, tensors)
         optimizer_from_flat(self.opt_e, "e", tensors, meta["opt_e"])
         optimizer_from_flat(self.opt_d, "d", tensors, meta["opt_d"])
+        self._set_capturable()
         self.pool = ImagePool(meta["pool"]["size"])
         self.pool_phase = meta["pool"]["phase"]
         if "pool.images" in tensors:
-            self.pool.images = [t.to(self.device) for t in tensors["pool.images"]]
+            stored = tensors["pool.images"]
+            self.pool.ensure(tuple(stored.shape[1:]), self.device)
+            self.pool.images[: len(stored)] = stored.to(self.device)
+            self.pool.count = len(stored)
         rng_restore(self.generator, tensors, meta["rng"])
         self.samples, self.iteration = meta["samples"], meta["iteration"]
         self.wall_time = meta["wall_time"]
@@ -442,7 +491,9 @@ class Trainer:
         bf16 matmuls several times faster than fp32, at bf16's rounding)."""
         precision = self.cfg.get("precision", "auto")
         enabled = precision == "bf16" or (precision == "auto" and self.cuda)
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        # No cast cache under CUDA graphs: cached bf16 weights would outlive the captured step.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled,
+                              cache_enabled=self.graphs is None)
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         """On a CPU every step is checked before it is applied. On CUDA that would be a host sync per
@@ -463,16 +514,43 @@ class Trainer:
             raise NonFiniteLoss(f"the loss term '{bad}' became non-finite before {self.samples} samples; "
                                 f"the last good state is kept in {self.state_path}")
 
+    def _local_count(self, n_first: int, batch: int) -> int:
+        """How many of this rank's rows are among the first ``n_first`` rows of the global ``batch``."""
+        b = batch // self.world
+        return max(0, min(b, n_first - self.rank * b))
+
+    def _step(self, kind: str, compute: Callable[..., dict[str, torch.Tensor]], key: tuple,
+              inputs: dict[str, torch.Tensor], plan: dict) -> dict[str, torch.Tensor]:
+        """Run one step's device work: eagerly, or (CUDA graphs on, α = 1) as a replayed graph of it."""
+        if self.graphs is not None and plan["alpha"] >= 1.0:
+            return self.graphs.run((kind, *key, *sorted(plan.items())), compute, inputs)
+        return compute(**inputs)
+
     def encoder_step(self, x_real: torch.Tensor, plan: dict) -> dict[str, torch.Tensor]:
-        """φ's step: fakes (25% style-mixed, pooled once α = 1), KLs, reconstruction, KL gap."""
+        """φ's step: fakes (25% style-mixed, pooled once α = 1), KLs, reconstruction, KL gap.
+
+        Every random choice is drawn here, on the host; ``_encoder_compute`` does the device work."""
         cfg, p, G = self.cfg, plan["phase"], plan["batch"]
         z = self._codes(G)
         z_b = self._codes(G)
         cross = int(torch.randint(1, p + 1, (1,), generator=self.generator)) if p > 0 else None
-        mixed = torch.arange(G) < int(round(G * cfg["e_mix_fraction"]))
+        inputs = {"x_real": x_real, "z": self._to_device(self._local(z)), "z_b": self._to_device(self._local(z_b))}
+        if plan["alpha"] >= 1.0 and self.pool.size > 0:
+            r = plan["resolution"]
+            self.pool.ensure((3, r, r), self.device)
+            out_rows, held_rows = self.pool.draw(G, self.generator)
+            inputs.update(pool_out=self._to_device(out_rows), pool_held=self._to_device(held_rows))
+        m = self._local_count(int(round(G * cfg["e_mix_fraction"])), G)
+        compute = lambda **t: self._encoder_compute(plan, cross, m, **t)  # noqa: E731
+        return self._step("encoder", compute, (cross, m), inputs, plan)
+
+    def _encoder_compute(self, plan: dict, cross: int | None, n_mixed: int, x_real: torch.Tensor, z: torch.Tensor,
+                         z_b: torch.Tensor, pool_out: torch.Tensor | None = None,
+                         pool_held: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        p = plan["phase"]
         self.decoder.requires_grad_(False)
         try:
-            terms = self._encoder_loss(x_real, plan, z, z_b, cross, mixed)
+            terms = self._encoder_loss(x_real, plan, z, z_b, cross, n_mixed, pool_out, pool_held)
             self._check_finite(terms)
             self.opt_e.zero_grad(set_to_none=True)
             terms["loss_e"].backward()
@@ -485,15 +563,13 @@ class Trainer:
         self.opt_e.step()
         return terms
 
-    def _encoder_loss(self, x_real, plan, z, z_b, cross, mixed) -> dict[str, torch.Tensor]:
+    def _encoder_loss(self, x_real, plan, z, z_b, cross, n_mixed, pool_out, pool_held) -> dict[str, torch.Tensor]:
         cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
-        n = p + 1
         with torch.no_grad(), self._autocast():
-            stack = code_stack_mixed(self._to_device(self._local(z)), self._to_device(self._local(z_b)),
-                                     self._to_device(self._local(mixed)), cross, n)
-            fakes = run_decoder(self.decoder, stack, p, alpha, noise)[0].float()
-        if alpha >= 1.0 and self.pool.size > 0:
-            fakes = self._local(self.pool(gather_batch(fakes, grad=False), self.generator))
+            fakes = run_decoder(self.decoder, code_stack_mixed(z, z_b, n_mixed, cross, p + 1), p, alpha, noise)[0]
+            fakes = fakes.float()
+            if pool_out is not None:
+                fakes = self._local(self.pool.apply(gather_batch(fakes, grad=False), pool_out, pool_held))
         b = x_real.shape[0]
         with self._autocast():
             codes = self.encoder(torch.cat([x_real, fakes]), p, alpha).float()
@@ -513,46 +589,53 @@ class Trainer:
 
         With ``decoder_recon_weight`` > 0 (the CPU presets only; the paper's game has 0) the decoder
         also gets a direct L1 pixel loss on reconstructions of the real batch, codes held fixed.
+        Every random choice is drawn here, on the host; ``_decoder_compute`` does the device work.
         """
-        cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
-        G, n = plan["batch"], p + 1
+        cfg, p, G = self.cfg, plan["phase"], plan["batch"]
         z = self._codes(G)
         z_b = self._codes(G)
         cross = int(torch.randint(1, p + 1, (1,), generator=self.generator)) if p > 0 else None
         n_mixed = int(round(G * cfg["d_mix_fraction"])) if cross is not None else 0
-        mixed_global = torch.arange(G) < n_mixed
-        mixed = self._local(mixed_global)
-        z_l, zb_l = self._to_device(self._local(z)), self._to_device(self._local(z_b))
+        inputs = {"z": self._to_device(self._local(z)), "z_b": self._to_device(self._local(z_b))}
+        if x_real is not None and float(cfg.get("decoder_recon_weight", 0.0)) > 0:
+            inputs["x_real"] = x_real
+        m = self._local_count(n_mixed, G)
+        compute = lambda **t: self._decoder_compute(plan, cross, n_mixed, m, **t)  # noqa: E731
+        return self._step("decoder", compute, (cross, m), inputs, plan)
+
+    def _decoder_compute(self, plan: dict, cross: int | None, n_mixed: int, m: int, z: torch.Tensor,
+                         z_b: torch.Tensor, x_real: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The decoder step's device work. The mixed rows are the first ``n_mixed`` of the global batch,
+        ``m`` of them on this rank (a prefix of its rows)."""
+        cfg, p, alpha, noise = self.cfg, plan["phase"], plan["alpha"], self.cfg["layer_noise"]
+        G, n = plan["batch"], p + 1
         self.encoder.requires_grad_(False)
         if p > 0:
             self.decoder.to_rgb[p - 1].requires_grad_(False)
         with self._autocast():
-            stack = code_stack_mixed(z_l, zb_l, self._to_device(mixed), cross, n)
+            stack = code_stack_mixed(z, z_b, m, cross, n)
             fakes, h_cross = run_decoder(self.decoder, stack, p, alpha, noise, split=cross)
             z_hat = self.encoder(fakes, p, alpha).float()
         kl = losses.batch_kl(gather_batch(z_hat))
-        unmixed_rows = self._to_device((~mixed).nonzero().flatten())
         # Per-sample terms: this rank's sum over the global count, times the world size (gradients are
         # averaged over ranks), so the result equals the single-process mean.
-        cos = self.world * losses.cos_mismatch(z_hat[unmixed_rows], z_l[unmixed_rows], "sum") / (G - n_mixed)
-        if n_mixed and bool(mixed.any()):  # (a CPU mask: no device sync)
-            rows = self._to_device(mixed.nonzero().flatten())
+        cos = self.world * losses.cos_mismatch(z_hat[m:], z[m:], "sum") / (G - n_mixed)
+        if m:
             with self._autocast():
-                h_again = self.decoder.features(z_hat[rows], 0, cross, noise=noise)
-            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[rows].float(), "sum") / (
+                h_again = self.decoder.features(z_hat[:m], 0, cross, noise=noise)
+            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[:m].float(), "sum") / (
                 n_mixed * h_again[0].numel())
         else:
             cons = torch.zeros((), device=self.device)
         loss = cfg["kl_weight"] * kl + cfg["cos_weight"] * cos + cfg["consistency_weight"] * cons
         terms = {"kl_dec": kl, "cos": cos, "consistency": cons}
-        w_pix = float(cfg.get("decoder_recon_weight", 0.0))
-        if w_pix > 0 and x_real is not None:
+        if x_real is not None:
             with torch.no_grad(), self._autocast():
                 z_real = self.encoder(x_real, p, alpha).float()
             with self._autocast():
                 x_rec = run_decoder(self.decoder, z_real, p, alpha, noise)[0]
             terms["recon_dec"] = losses.l1_loss(x_rec.float() - x_real.float())
-            loss = loss + w_pix * terms["recon_dec"]
+            loss = loss + float(cfg["decoder_recon_weight"]) * terms["recon_dec"]
         terms["loss_d"] = loss
         try:
             self._check_finite(terms)
@@ -579,6 +662,8 @@ class Trainer:
         if plan["phase"] != self.pool_phase or plan["pool_size"] != self.pool.size:
             self.pool = ImagePool(plan["pool_size"])  # reset at each phase change
             self.pool_phase = plan["phase"]
+            if self.graphs is not None:
+                self.graphs.clear()
         from ..data.datasets import fade_real_images
 
         x_real = fade_real_images(x_real.to(self.device, non_blocking=True), plan["alpha"])

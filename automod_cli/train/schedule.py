@@ -60,6 +60,7 @@ COMMON = {
     "device": "auto",
     "precision": "auto",           # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 everywhere
     "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
+    "cuda_graphs": False,          # replay captured CUDA graphs of the training steps (CUDA, one process)
 }
 
 CPU_FAST = {"loss": "l1", "recon_weight": 1.0}
@@ -103,7 +104,7 @@ PER_PHASE_KEYS = ("phase_starts", "lr", "margin", "batch")
 # which arithmetic (a run moved from a CPU to a GPU changes device and precision; it then stops being
 # bit-identical to an uninterrupted run, as any change of hardware would make it).
 RESUMABLE_KEYS = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
-                  "device", "threads", "precision"}
+                  "device", "threads", "precision", "cuda_graphs"}
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -173,6 +174,8 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         raise UserError(f"batch sizes must be positive, got {cfg['batch']}")
     if cfg["precision"] not in ("auto", "fp32", "bf16"):
         raise UserError(f"precision must be auto, fp32 or bf16, got '{cfg['precision']}'")
+    if not isinstance(cfg["cuda_graphs"], bool):
+        raise UserError(f"cuda_graphs must be true or false, got {cfg['cuda_graphs']!r}")
     if cfg["loss"] not in ("robust", "l1"):
         raise UserError(f"loss must be 'robust' or 'l1', got '{cfg['loss']}'")
     if cfg["split"] not in ("all", "train"):
