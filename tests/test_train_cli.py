@@ -33,6 +33,13 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
     assert cfg["resolution"] == 64 and cfg["duration"] == 1_500_000 and cfg["lr"] == [2e-3] * 5
     assert cfg["phase_starts"] == [0, 2_400_000, 4_800_000, 7_200_000, 9_600_000]
     assert not (tmp_path / "run").exists()  # nothing written
+    assert cfg["init"] is None and cfg["cuda_graphs"] is False and cfg["consistency_grad"] == "all"
+
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "toy64", "--init",
+                 "m.safetensors", "--cuda-graphs", "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert code == 0 and cfg["init"] == "m.safetensors" and cfg["cuda_graphs"] is True
+    assert cfg["consistency_grad"] == "image"  # the CPU presets' setting
 
 
 def test_bad_option_values_are_one_line_errors(tmp_path, capsys):

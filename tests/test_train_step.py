@@ -200,3 +200,77 @@ def test_a_state_saved_by_a_cuda_graphs_run_resumes_without_graphs(tmp_path):
     terms = resumed.train_iteration(x, plan)
     assert all(torch.isfinite(v) for v in terms.values())
 
+
+def test_consistency_grad_image_reaches_the_decoder_only_through_the_mixed_images(tmp_path):
+    # With only the consistency term weighted, the decoder's gradient under consistency_grad "image" must
+    # be that of MSE(θ_[0,j)(φ(x̃)), h) with the measuring blocks and the target h held fixed, so the
+    # coarse blocks get gradient only through the images they helped draw; under "all" (as the
+    # reference) it differs: the re-decode trains the coarse blocks too.
+    import copy
+
+    import torch.nn.functional as F
+
+    from automod_cli.train.loop import code_stack_mixed
+
+    data = make_images(tmp_path / "data")
+    grads = {}
+    for mode in ("image", "all"):
+        torch.manual_seed(0)
+        t = Trainer(tiny_config(consistency_grad=mode, kl_weight=0.0, cos_weight=0.0, layer_noise=False), data,
+                    tmp_path / mode, progress=False)
+        plan = step_plan(t.cfg, 40)  # phase 2 at α = 1
+        p, cross, m = plan["phase"], 1, 4
+        g = torch.Generator().manual_seed(1)
+        z, z_b = (F.normalize(torch.randn(8, 16, generator=g), dim=1) for _ in range(2))
+        dec, enc = copy.deepcopy(t.decoder), copy.deepcopy(t.encoder)
+        t._decoder_compute(plan, cross, m, m, z, z_b)
+        grads[mode] = {k: q.grad.clone() for k, q in t.decoder.named_parameters() if q.grad is not None}
+
+    fakes, h = run_decoder(dec, code_stack_mixed(z, z_b, m, cross, p + 1), p, 1.0, False, split=cross)
+    z_hat = enc(fakes, p, 1.0)
+    measure = copy.deepcopy(dec).requires_grad_(False)
+    h_again = measure.features(z_hat[:m], 0, cross)
+    loss = (h_again - h[:m].detach()).pow(2).sum() / (m * h_again[0].numel())
+    names = [k for k, q in dec.named_parameters() if k in grads["image"]]
+    expected = torch.autograd.grad(loss, [dict(dec.named_parameters())[k] for k in names])
+    for k, e in zip(names, expected):
+        assert torch.allclose(grads["image"][k], e, rtol=1e-4, atol=1e-7), k
+    coarse = [k for k in names if k.startswith("blocks.0.")]
+    assert coarse and any(not torch.allclose(grads["image"][k], grads["all"][k], rtol=1e-3) for k in coarse)
+
+
+def test_init_starts_from_a_model_file_at_the_top_phase(tmp_path):
+    from automod_cli.model import Automodulator
+
+    data = make_images(tmp_path / "data")
+    torch.manual_seed(1)
+    donor = Trainer(tiny_config(), data, tmp_path / "donor", progress=False)
+    donor.train_iteration(torch.rand(8, 3, 4, 4) * 2 - 1, step_plan(donor.cfg, 0))
+    model_path = donor.snapshot().save(tmp_path / "donor.safetensors")
+    model = Automodulator.load(model_path)
+
+    probe = Trainer(tiny_config(init=str(model_path), duration=64), data, tmp_path / "probe", progress=False)
+    assert probe.restore_or_start(overwrite=False) is False
+    assert probe.samples == 16 + 16  # the top phase's start + the fade: α = 1 at 16²
+    assert step_plan(probe.cfg, probe.samples)["phase"] == 2 and step_plan(probe.cfg, probe.samples)["alpha"] == 1.0
+    for mine, theirs in ((probe.encoder, model.encoder), (probe.decoder, model.decoder), (probe.ema, model.decoder)):
+        for (k, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+            assert torch.equal(a, b), k
+
+    t = Trainer(tiny_config(init=str(model_path), duration=40), data, tmp_path / "run", progress=False)
+    assert t.run() == 40  # one iteration of 8
+    prov = Automodulator.load(tmp_path / "run" / "model.safetensors").provenance
+    assert prov["init_from"]["path"] == str(model_path) and prov["init_from"]["provenance"]["samples_seen"] == 8
+    assert len(prov["init_from"]["sha256"]) == 64 and prov["samples_seen"] == 40
+
+    # Re-running resumes the run (the init model is not read again) and keeps the record.
+    again = Trainer(tiny_config(init=str(model_path), duration=64), data, tmp_path / "run", progress=False)
+    assert again.restore_or_start(overwrite=False) is True
+    assert again.samples == 40 and again.init_from == t.init_from
+
+    with pytest.raises(UserError, match="width: model 0.015625, run 0.03125"):
+        Trainer(tiny_config(init=str(model_path), width=1 / 32), data, tmp_path / "w", progress=False) \
+            .restore_or_start(overwrite=False)
+    with pytest.raises(UserError, match="leaves nothing to train"):
+        Trainer(tiny_config(init=str(model_path), duration=32), data, tmp_path / "d", progress=False) \
+            .restore_or_start(overwrite=False)

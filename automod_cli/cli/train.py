@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
                                               "often fastest on a busy machine)."),
         precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on "
                                                 "CPU), fp32 or bf16."),
+        init: Optional[Path] = typer.Option(None, "--init", help="Start from this model file (its weights, at the "
+                                            "top phase with α = 1) instead of from scratch: fine-tuning."),
         cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay captured "
                                                    "CUDA graphs of the training steps (CUDA, one process; "
                                                    "much faster for small models). Off by default."),
@@ -57,7 +59,8 @@ def register(app: typer.Typer) -> None:
                      "seed": seed, "width": width, "latent_dim": latent_dim, "variant": variant,
                      "batch": batch_size, "fade": fade, "lr": lr, "loss": loss, "workers": workers,
                      "mirror": mirror, "log_every": log_every, "grid_every": grid_every, "device": device,
-                     "threads": threads, "precision": precision, "cuda_graphs": cuda_graphs}
+                     "threads": threads, "precision": precision, "cuda_graphs": cuda_graphs,
+                     "init": str(init) if init is not None else None}
         for item in settings:
             key, sep, value = item.partition("=")
             if not sep:

@@ -329,6 +329,7 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0
         self.log_lines: list[str] = []
+        self.init_from: dict | None = None  # the model file the run started from (cfg["init"]), if any
 
         gb = cfg["batch"][0]
         for b in cfg["batch"]:
@@ -393,7 +394,7 @@ class Trainer:
                 "wall_time": self.wall_time, "opt_e": m_e, "opt_d": m_d, "rng": m_rng,
                 "pool": {"size": self.pool.size, "phase": self.pool_phase},
                 "loader": self.stream.state_dict() if self.stream is not None else self._loader_state,
-                "skipped_files": sorted(self.dataset.skipped_files)}
+                "skipped_files": sorted(self.dataset.skipped_files), "init_from": self.init_from}
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -416,6 +417,7 @@ class Trainer:
         self.wall_time = meta["wall_time"]
         self._loader_state = meta["loader"]
         self.dataset.skipped_files.update(meta.get("skipped_files", []))
+        self.init_from = meta.get("init_from")
 
     def save_checkpoint(self) -> None:
         if self.is_main:
@@ -435,7 +437,33 @@ class Trainer:
                         "seed": self.cfg["seed"], "git_commit": git_commit(), "trained_phase": plan["phase"],
                         "trained_resolution": plan["resolution"], "alpha": plan["alpha"],
                         "data": str(self.data_root), "processes": self.world}
+        if self.init_from:
+            m.provenance["init_from"] = self.init_from
         return m
+
+    def init_from_model(self, path: str | Path) -> None:
+        """Start from a model file instead of from scratch: its encoder, and its (EMA) decoder as both the
+        live decoder and the EMA, at the top phase with α = 1; the optimisers, robust-loss parameters and
+        image pool start fresh. The sample count starts at that point of the schedule, so ``duration``
+        is where the run stops on the same scale as any other run's."""
+        from ..io.modelfile import file_sha256
+
+        model = Automodulator.load(path)
+        mine, theirs = self.model_config.to_dict(), model.config.to_dict()
+        diff = [k for k in mine if mine[k] != theirs.get(k)]
+        if diff:
+            raise UserError("the init model does not match this run (" + ", ".join(
+                f"{k}: model {theirs.get(k)!r}, run {mine[k]!r}" for k in diff) + "); give the run the model's "
+                "settings (--resolution, --width, --latent-dim, --variant)", path)
+        start = self.cfg["phase_starts"][-1] + self.cfg["fade"]
+        if start >= self.cfg["duration"]:
+            raise UserError(f"a run from an init model starts at {start} samples (the top phase at α = 1); "
+                            f"--duration {self.cfg['duration']} leaves nothing to train")
+        self.encoder.load_state_dict(model.encoder.state_dict())
+        self.decoder.load_state_dict(model.decoder.state_dict())
+        self.ema.load_state_dict(model.decoder.state_dict())
+        self.samples = start
+        self.init_from = {"path": str(path), "sha256": file_sha256(path), "provenance": model.provenance}
 
     def restore_or_start(self, overwrite: bool) -> bool:
         """Resume from the run directory when it holds a state; returns True when resuming."""
@@ -458,6 +486,8 @@ class Trainer:
                     raise UserError("this run directory holds another run's config.json (differs in "
                                     f"{', '.join(diff[:4])}); use another --out or --overwrite", self.run_dir)
             resumed = False
+            if self.cfg.get("init"):
+                self.init_from_model(self.cfg["init"])
         if self.is_main:
             write_text_atomic(cfg_path, json.dumps(self.cfg, indent=2, sort_keys=True) + "\n", overwrite=True)
             log_path = self.run_dir / "log.jsonl"
@@ -621,8 +651,19 @@ class Trainer:
         # averaged over ranks), so the result equals the single-process mean.
         cos = self.world * losses.cos_mismatch(z_hat[m:], z[m:], "sum") / (G - n_mixed)
         if m:
-            with self._autocast():
-                h_again = self.decoder.features(z_hat[:m], 0, cross, noise=noise)
+            # The target h is held fixed (consistency_mse detaches it). consistency_grad "image" also holds
+            # the measuring blocks fixed, so the term can only be lowered by images that carry z_A's coarse
+            # features, not by the coarse blocks learning to ignore the code difference. "all" (as the
+            # reference): the re-decode trains the blocks [0, j) too.
+            held = list(self.decoder.blocks[:cross].parameters()) if cfg["consistency_grad"] == "image" else []
+            for q in held:
+                q.requires_grad_(False)
+            try:
+                with self._autocast():
+                    h_again = self.decoder.features(z_hat[:m], 0, cross, noise=noise)
+            finally:
+                for q in held:
+                    q.requires_grad_(True)
             cons = self.world * losses.consistency_mse(h_again.float(), h_cross[:m].float(), "sum") / (
                 n_mixed * h_again[0].numel())
         else:
@@ -750,6 +791,8 @@ class Trainer:
         resumed = self.restore_or_start(overwrite)
         if resumed and self.is_main:
             self.say(f"resuming from {self.samples} samples ({self.run_dir})")
+        elif self.init_from and self.is_main:
+            self.say(f"starting from {self.init_from['path']} at {self.samples} samples (the top phase, α = 1)")
         if self.is_main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
