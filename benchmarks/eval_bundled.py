@@ -13,6 +13,9 @@ was trained on seed 0). Reported:
   with the re-rendered "true" mix (B's ``g_*`` factors, A's others); a pair counts when the mix is
   closer (pixel MSE) to the true mix than to both A's and B's reconstructions (the issue's test), and,
   less sensitive to a blurry model, when the mix is nearer the true mix than A's reconstruction is.
+- The test's ceiling at the model's sharpness: the model's reconstruction of the true mix (what a
+  perfect mixer as blurry as the model would output), scored by the same test; and the median share
+  of the way a mix moves from A's reconstruction towards that reconstructed true mix.
 - What the codes carry: a ridge regression (λ 0.01) from the codes of 3,000 faces to each factor,
   scored by R² on 1,000 others; the mean R² per scale group (the texture seed, a random number, left
   out). A group whose factors the codes do not carry (R² ≈ 0) cannot be mixed, whatever the decoder.
@@ -116,9 +119,18 @@ def main() -> None:
         # A weaker, blur-insensitive question: does mixing move the output towards the true mix, i.e. is
         # the mix nearer the true mix than A's plain reconstruction is?
         towards = d(mixed, true) < d(rec_a, true)
+        # The test's ceiling at this model's sharpness: its reconstruction of the true mix (what a perfect
+        # mixer with the same blur would output), scored by the test. And how far the mix moves:
+        # the share of the way from A's reconstruction to that one (median over pairs; 1 = all the way).
+        ideal = model.reconstruct(true)
+        ceiling = d(ideal, true) < torch.minimum(d(ideal, rec_a), d(ideal, rec_b))
+        u, v = (mixed - rec_a).flatten(1), (ideal - rec_a).flatten(1)
+        share = ((u * v).sum(1) / (v * v).sum(1).clamp_min(1e-12)).median()
         mixing[group] = {"scales": "-".join(str(4 * 2**b) for b in (blocks[0], blocks[-1])),
                          "fraction_closer_to_true_mix": round(closer.float().mean().item(), 4),
-                         "fraction_nearer_true_mix_than_recon_a": round(towards.float().mean().item(), 4)}
+                         "fraction_nearer_true_mix_than_recon_a": round(towards.float().mean().item(), 4),
+                         "ceiling_fraction_reconstructed_true_mix": round(ceiling.float().mean().item(), 4),
+                         "median_share_of_the_way": round(share.item(), 3)}
 
     probe = code_probe(model, args.seed + 2)
 
@@ -138,6 +150,10 @@ def main() -> None:
               f"{args.n_pairs} pairs | {100 * m['fraction_closer_to_true_mix']:.1f}% |")
         print(f"| mix {g} ({m['scales']}): nearer the true mix than A's reconstruction is, "
               f"{args.n_pairs} pairs | {100 * m['fraction_nearer_true_mix_than_recon_a']:.1f}% |")
+        print(f"| mix {g}: the test's ceiling at this sharpness (the reconstructed true mix, scored the same "
+              f"way) | {100 * m['ceiling_fraction_reconstructed_true_mix']:.1f}% |")
+        print(f"| mix {g}: median share of the way from A's reconstruction to the reconstructed true mix | "
+              f"{m['median_share_of_the_way']:.2f} |")
     for g, r2 in probe.items():
         print(f"| codes carry the {g} factors: mean held-out R² of a ridge probe | {r2:.2f} |")
     if args.json:
