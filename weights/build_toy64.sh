@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How weights/toy64.safetensors was made (CPU is enough). Run from the repository root.
-# Re-running resumes the training run where it stopped; arguments go to `automod train`
+# Re-running resumes the training runs where they stopped; arguments go to stage 2's `automod train`
 # (e.g. `--duration 1M` to train on, `--device cuda`).
 set -euo pipefail
 DATA=${DATA:-/tmp/toyfaces64}
@@ -8,8 +8,13 @@ RUN=${RUN:-runs/toy64}
 A=".venv/bin/automod"
 
 [ -f "$DATA/labels.csv" ] || $A data toyfaces -o "$DATA" --n 20000 --size 64 --seed 0
-# consistency_grad "all": the model was trained before the toy presets switched to "image".
-$A train "$DATA" --out "$RUN" --preset toy64 --seed 0 --set 'consistency_grad="all"' "$@"
+# Stage 1: 500k samples from scratch. consistency_grad "all": this stage was trained before the toy
+# presets switched to "image".
+$A train "$DATA" --out "$RUN" --preset toy64 --seed 0 --set 'consistency_grad="all"' --duration 500k
+# Stage 2: fine-tuned from stage 1's model with the preset as it is now (consistency_grad "image"), 64k
+# samples at 64² (the sample count starts at 64k, the top phase at α = 1, and stops at 128k).
+$A train "$DATA" --out "$RUN-ft" --preset toy64 --seed 0 --init "$RUN/model.safetensors" --duration 128k "$@"
+RUN="$RUN-ft"
 
 # Attribute directions from the labels: 500 training faces with and 500 without each attribute.
 .venv/bin/python - "$DATA" "$RUN/attr" <<'PY'
