@@ -22,6 +22,15 @@ def tiny_config(device: str, **over):
     return resolve_config("toy32", base)
 
 
+@pytest.fixture()
+def exact_fp32():
+    """TF32 off for the test (fp32 convs and matmuls in full precision), restored after it."""
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 def batch(plan, seed):
     g = torch.Generator().manual_seed(seed)
     r = plan["resolution"]
@@ -53,27 +62,22 @@ def test_an_iteration_never_synchronises_with_the_host(tmp_path):
 
 
 @needs_cuda
-def test_fp32_iterations_on_cuda_agree_with_the_cpu(tmp_path):
+def test_fp32_iterations_on_cuda_agree_with_the_cpu(tmp_path, exact_fp32):
     data = write_random_images(tmp_path / "data", 12, 16, seed=1)
     # No layer noise (drawn on the device, so it differs), TF32 off, and Adam's eps raised: gradients
     # that are exactly zero in exact arithmetic would otherwise turn float-order noise into full steps.
     over = {"precision": "fp32", "layer_noise": False, "adam_eps": 1e-4}
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        states = {}
-        for device in ("cpu", "cuda"):
-            torch.manual_seed(0)
-            trainer = Trainer(tiny_config(device, **over), data, tmp_path / device, progress=False)
-            assert trainer.device.type == device
-            for k, samples in enumerate((0, 12, 20, 40)):  # phases 0-2, fading in, then the pool on
-                plan = step_plan(trainer.cfg, samples)
-                trainer.train_iteration(batch(plan, k), plan)
-            states[device] = {f"{name}.{k}": v.detach().float().cpu()
-                              for name, m in (("encoder", trainer.encoder), ("decoder", trainer.decoder))
-                              for k, v in m.state_dict().items()}
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    states = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        trainer = Trainer(tiny_config(device, **over), data, tmp_path / device, progress=False)
+        assert trainer.device.type == device
+        for k, samples in enumerate((0, 12, 20, 40)):  # phases 0-2, fading in, then the pool on
+            plan = step_plan(trainer.cfg, samples)
+            trainer.train_iteration(batch(plan, k), plan)
+        states[device] = {f"{name}.{k}": v.detach().float().cpu()
+                          for name, m in (("encoder", trainer.encoder), ("decoder", trainer.decoder))
+                          for k, v in m.state_dict().items()}
     assert states["cpu"].keys() == states["cuda"].keys()
     for k, v in states["cpu"].items():
         assert torch.allclose(v, states["cuda"][k], rtol=1e-3, atol=1e-4), k
@@ -102,30 +106,25 @@ def stable_iterations(trainer, n, first_seed=0):
 
 
 @needs_cuda
-def test_cuda_graph_steps_agree_with_eager_steps(tmp_path):
+def test_cuda_graph_steps_agree_with_eager_steps(tmp_path, exact_fp32):
     data = write_random_images(tmp_path / "data", 12, 16, seed=1)
     over = {"precision": "fp32", "layer_noise": False, "adam_eps": 1e-4}
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        results = {}
-        for graphs in (False, True):
-            torch.manual_seed(0)
-            trainer = Trainer(tiny_config("cuda", cuda_graphs=graphs, **over), data, tmp_path / f"g{graphs}",
-                              progress=False)
-            for k, samples in enumerate((0, 12, 20)):  # phases 0-2 with fades, eager either way
-                plan = step_plan(trainer.cfg, samples)
-                trainer.train_iteration(batch(plan, k), plan)
-            stable_iterations(trainer, 16)
-            if graphs:
-                assert trainer.graphs.captures >= 2 and trainer.graphs.replays >= 4 and not trainer.graphs.failed
-            results[graphs] = {**{f"{name}.{k}": v.detach().float().cpu()
-                                  for name, m in (("encoder", trainer.encoder), ("decoder", trainer.decoder),
-                                                  ("ema", trainer.ema))
-                                  for k, v in m.state_dict().items()},
-                               "pool": trainer.pool.images.cpu()}
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    results = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        trainer = Trainer(tiny_config("cuda", cuda_graphs=graphs, **over), data, tmp_path / f"g{graphs}",
+                          progress=False)
+        for k, samples in enumerate((0, 12, 20)):  # phases 0-2 with fades, eager either way
+            plan = step_plan(trainer.cfg, samples)
+            trainer.train_iteration(batch(plan, k), plan)
+        stable_iterations(trainer, 16)
+        if graphs:
+            assert trainer.graphs.captures >= 2 and trainer.graphs.replays >= 4 and not trainer.graphs.failed
+        results[graphs] = {**{f"{name}.{k}": v.detach().float().cpu()
+                              for name, m in (("encoder", trainer.encoder), ("decoder", trainer.decoder),
+                                              ("ema", trainer.ema))
+                              for k, v in m.state_dict().items()},
+                           "pool": trainer.pool.images.cpu()}
     for k, v in results[False].items():
         assert torch.allclose(v, results[True][k], rtol=1e-3, atol=1e-4), k
 
