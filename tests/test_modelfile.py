@@ -86,3 +86,15 @@ def test_save_is_atomic_and_respects_overwrite(tiny_model, tmp_path):
     with pytest.raises(UserError, match="exists already"):
         tiny_model.save(path, overwrite=False)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left behind
+
+
+def test_bundled_model_is_the_one_its_manifest_describes():
+    """weights/manifest.json and the bundled file must not drift apart when the model is retrained."""
+    from automod_cli.model import WEIGHTS_DIR
+
+    entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["bundled"]["toy64"]
+    path = WEIGHTS_DIR / entry["file"]
+    assert modelfile.file_sha256(path) == entry["sha256"]
+    model = Automodulator.load(path)
+    assert model.resolution == 64 and sorted(model.attributes) == sorted(entry["attributes"])
+    assert model.provenance["preset"] == "toy64"
