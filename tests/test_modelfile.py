@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from automod_cli.errors import ModelFileError
 from automod_cli.io import modelfile
-from automod_cli.model import Automodulator
+from automod_cli.model import WEIGHTS_DIR, Automodulator
 
 
 def test_round_trip_gives_bit_identical_outputs(tiny_model, tmp_path):
@@ -90,8 +90,6 @@ def test_save_is_atomic_and_respects_overwrite(tiny_model, tmp_path):
 
 def test_bundled_model_is_the_one_its_manifest_describes():
     """weights/manifest.json and the bundled file must not drift apart when the model is retrained."""
-    from automod_cli.model import WEIGHTS_DIR
-
     entry = json.loads((WEIGHTS_DIR / "manifest.json").read_text())["bundled"]["toy64"]
     path = WEIGHTS_DIR / entry["file"]
     assert modelfile.file_sha256(path) == entry["sha256"]
