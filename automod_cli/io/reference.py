@@ -50,27 +50,52 @@ REQUIRED_TOP_KEYS = ("G_running_state_dict", "D_state_dict", "SNU")
 
 def load_reference_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a reference checkpoint safely (``torch.load(weights_only=True)``) and check its top level."""
+    ck = _load_tensors_only(path, "torch checkpoint")
+    _check_top_level(ck, path)
+    return ck
+
+
+def load_reference_attribute(path: str | Path, latent_dim: int = LATENT_DIM) -> torch.Tensor:
+    """One of the reference's attribute directions (``pioneer/attrib/*``): a pickled ``(1, 512)`` tensor,
+    saved with the legacy ``torch.save`` from a CUDA device. Read with ``weights_only=True`` onto the CPU;
+    anything but one finite float tensor of ``latent_dim`` values is refused. Returns it as float32 [D]."""
+    obj = _load_tensors_only(path, "torch file")
+    if not isinstance(obj, torch.Tensor):
+        raise ModelFileError(f"not an attribute direction: the file holds a {type(obj).__name__}, expected one "
+                             f"(1, {latent_dim}) tensor", path)
+    if not obj.is_floating_point() or tuple(obj.shape) not in ((1, latent_dim), (latent_dim,)):
+        raise ModelFileError(f"not an attribute direction: a {str(obj.dtype).replace('torch.', '')} tensor of "
+                             f"shape {list(obj.shape)}, expected a float (1, {latent_dim}) tensor", path)
+    if not torch.isfinite(obj).all():
+        raise ModelFileError("the attribute direction holds NaN or infinite values", path)
+    return obj.detach().reshape(latent_dim).to(torch.float32).clone()
+
+
+def _load_tensors_only(path: str | Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` onto the CPU, with one clear line for every way it can fail."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError("no such file", path)
     if not path.is_file():
         raise ModelFileError("not a file", path)
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch files are zip archives or (legacy) pickles
+        raise ModelFileError(f"not a {what}: {_describe_start(head)}", path)
     try:
-        ck = torch.load(path, weights_only=True, map_location="cpu")
+        return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         text = str(e)
         if "Weights only load failed" in text:
             detail = _weights_only_reason(text)
             raise ModelFileError("refused: the file holds Python objects other than tensors and plain containers"
                                  f"{f' ({detail})' if detail else ''}; automod never unpickles them", path) from None
-        raise ModelFileError(f"not a torch checkpoint ({_first_line(text)})", path) from None
+        raise ModelFileError(f"not a {what} ({_first_line(text)})", path) from None
     except MemoryError:
         raise
     except Exception as e:  # arbitrary bytes make the unpickler fail in arbitrary ways
         reason = _first_line(str(e)) or type(e).__name__
-        raise ModelFileError(f"not a torch checkpoint (or a truncated one): {reason}", path) from None
-    _check_top_level(ck, path)
-    return ck
+        raise ModelFileError(f"not a {what} (or a truncated one): {reason}", path) from None
 
 
 def _check_top_level(ck: Any, path: str | Path | None) -> None:
@@ -82,6 +107,17 @@ def _check_top_level(ck: Any, path: str | Path | None) -> None:
         found = ", ".join(sorted(map(str, ck))[:6]) or "nothing"
         raise ModelFileError(f"not a reference automodulator checkpoint: missing {', '.join(missing)} "
                              f"(it has: {found})", path)
+
+
+def _describe_start(head: bytes) -> str:
+    if not head:
+        return "the file is empty"
+    text = head.decode("utf-8", "replace").strip()
+    if text[:1] == "<" and "html" in text.lower():
+        return f"an HTML page (starts {text[:40]!r}), e.g. a server's error page"
+    if text.isprintable():
+        return f"a text file (starts {text[:40]!r})"
+    return "neither a zip archive nor a pickle"
 
 
 def _first_line(text: str) -> str:
