@@ -5,6 +5,7 @@ images → files. The CLI only parses options and prints; everything it computes
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +15,9 @@ import torch
 from .errors import InputError, UserError
 from .io import modelfile
 from .io.images import expand_inputs, pil_to_tensor, read_image, safe_stem, unique_names
-from .model import Automodulator, bundled_model_path, code_stack, mix_stack, slerp
+from .hub.cache import is_shipped, resolve_model, user_copy_path
+from .model import Automodulator, code_stack, mix_stack, parse_scales, slerp
+from .model.provenance import align_warning, incomplete_training
 
 LATENTS_FORMAT = "automod-latents"
 ATTRIBUTES_FORMAT = "automod-attributes"
@@ -22,14 +25,26 @@ ATTRIBUTES_FORMAT = "automod-attributes"
 
 # --- models -----------------------------------------------------------------------------------
 
-def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> Automodulator:
-    """Load ``path``, or the bundled demo model when ``path`` is None."""
-    if path is None:
-        path = bundled_model_path()
-        if not path.exists():
-            raise UserError(f"no model given (-m) and the bundled model is missing: {path} "
-                            "(train one with 'automod train', or pass -m MODEL)")
-    return Automodulator.load(path, device=device)
+class ModelWarning(UserWarning):
+    """A model used outside what it was trained for, or a snapshot of unfinished training."""
+
+
+def load_model(model: str | Path | None, device: str | torch.device = "cpu") -> Automodulator:
+    """Load the model ``model`` names: a file, a cached model's name (``ffhq256``), or None for the
+    default model ($AUTOMOD_MODEL, else ``toy64``). A snapshot of unfinished training loads with a warning."""
+    path = resolve_model(model)
+    loaded = Automodulator.load(path, device=device)
+    problem = incomplete_training(loaded.provenance, loaded.resolution)
+    if problem:
+        warnings.warn(f"{path}: {problem}", ModelWarning, stacklevel=2)
+    return loaded
+
+
+def warn_about_aligned_photos(model: Automodulator, align: bool) -> None:
+    """With ``--align``: one warning when the model was not trained on faces like the ones --align makes."""
+    message = align_warning(model.provenance) if align else None
+    if message:
+        warnings.warn(message, ModelWarning, stacklevel=2)
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -185,6 +200,42 @@ def save_attributes(path: str | Path, attributes: dict[str, Any], model: Automod
     meta = {"format": ATTRIBUTES_FORMAT, "latent_dim": str(model.latent_dim),
             "attributes": {k: {"scales": a.scales, **a.info} for k, a in attributes.items()}}
     return modelfile.write_tensors(path, tensors, meta, overwrite=overwrite)
+
+
+def store_attribute(model: Automodulator, name: str, delta: torch.Tensor, scales: str | None, info: dict,
+                    out: Path | None = None, overwrite: bool = False) -> tuple[Path, str | None]:
+    """Add an attribute direction and write it: into ``out`` (a separate attribute file) if given, else
+    into the model file, except a model that ships with automod, which is never rewritten: the model
+    then goes, with the attribute, into the user's copy in the model cache. Returns where it was written
+    and, for a copy, a sentence saying so."""
+    if scales is not None:
+        parse_scales(scales, model.n_blocks)  # validate now, not at edit time
+    note = None
+    if out is not None:
+        target = Path(out)
+        if target.exists():
+            load_attributes(target, model)  # keep the other attributes of that file
+    else:
+        if model.source_path is None:
+            raise UserError("this model has no file to add the attribute to; give --out FILE")
+        target = model.source_path
+        if is_shipped(target):
+            target = user_copy_path(model.source_path)
+            note = (f"{model.source_path} ships with automod and is never changed; the model with this attribute "
+                    f"was written to your copy {target} (-m {target.stem}; it is also what the name "
+                    f"'{target.stem}' and the default model now mean)")
+    if name in model.attributes and not overwrite:
+        raise UserError(f"attribute '{name}' exists already in {target} (use --overwrite to replace it)")
+    model.set_attribute(name, delta, scales, info)
+    if out is not None:
+        save_attributes(target, dict(model.attributes), model, overwrite=True)
+    else:
+        if note is not None:
+            model.provenance = {**model.provenance, "copied_from": {
+                "path": str(model.source_path), "sha256": modelfile.file_sha256(model.source_path)}}
+        model.save(target, overwrite=True)
+        model.source_path = target
+    return target, note
 
 
 def load_attributes(path: str | Path, model: Automodulator) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .automodulator import Attribute, Automodulator
@@ -17,9 +16,11 @@ BUNDLED_MODEL_NAME = "toy64.safetensors"
 
 
 def bundled_model_path() -> Path:
-    """The default model: $AUTOMOD_MODEL if set, else the bundled demo model in ``weights/``."""
-    env = os.environ.get("AUTOMOD_MODEL")
-    return Path(env) if env else WEIGHTS_DIR / BUNDLED_MODEL_NAME
+    """The default model file: $AUTOMOD_MODEL (a path or a cached model's name) if set, else ``toy64``
+    (your copy in the model cache if you made one with ``attr add``, else the bundled demo model)."""
+    from ..hub.cache import resolve_model
+
+    return resolve_model(None)
 
 
 __all__ = ["Attribute", "Automodulator", "Decoder", "Encoder", "ModelConfig", "bundled_model_path",
