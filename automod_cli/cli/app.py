@@ -14,7 +14,7 @@ import typer
 
 from ..errors import UserError
 
-VERB_MODULES = ("codes", "model", "train", "metrics", "data", "align", "demo")
+VERB_MODULES = ("codes", "attr", "model", "hub", "train", "metrics", "data", "align", "demo")
 
 STATE = {"debug": False}
 

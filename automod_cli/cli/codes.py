@@ -1,4 +1,4 @@
-"""Verbs on codes: encode, decode, reconstruct, mix, interpolate, edit, attr, sample."""
+"""Verbs on codes: encode, decode, reconstruct, mix, interpolate, edit, sample (attr: cli/attr.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from .. import pipeline
 from ..errors import InputError, UserError
 from ..io.images import make_grid, save_image, save_pil
 from ..model import code_stack, edit_stack, mix_stack, parse_scales, random_codes
-from .common import BatchOpt, DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, resolve_device, say
+from .common import BatchOpt, DeviceOpt, OverwriteOpt, SeedOpt, command_option, finish_batch, resolve_device, say
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Model file (default: the bundled demo model).")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model file or cached model name (default: $AUTOMOD_MODEL, else toy64).")
 NoiseOpt = typer.Option(False, "--noise", help="Turn layer noise on (off by default, as the reference advises).")
 AlignOpt = typer.Option(False, "--align", help="Align in-the-wild photos the FFHQ way (largest face) first.")
 
@@ -24,6 +24,7 @@ def _setup(model_path: Optional[Path], device: str, seed: int):
     torch.manual_seed(seed)
     model = pipeline.load_model(model_path, resolve_device(device))
     say(f"model: {model.source_path} ({model.resolution}², {model.n_blocks} blocks)")
+    pipeline.warn_about_aligned_photos(model, bool(command_option("align")))
     return model
 
 
@@ -220,57 +221,6 @@ def edit(
     finish_batch(inputs.failures)
 
 
-attr_app = typer.Typer(help="Attribute directions: learn them from examples, list them.", no_args_is_help=True)
-
-
-@attr_app.command("add")
-def attr_add(
-    name: str = typer.Argument(..., help="Attribute name, e.g. smile."),
-    with_: List[str] = typer.Option(..., "--with", help="Images WITH the attribute (files, folders, globs)."),
-    without: List[str] = typer.Option(..., "--without", help="Images WITHOUT the attribute."),
-    scales: Optional[str] = typer.Option(None, "--scales", "-s", help="Default scales for edits with it, e.g. 16-64."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write to a separate attribute file instead of the model file."),
-    model_path: Optional[Path] = ModelOpt, align: bool = AlignOpt, batch_size: int = BatchOpt,
-    device: str = DeviceOpt, overwrite: bool = OverwriteOpt,
-) -> None:
-    """δ = mean code of --with − mean code of --without, stored in the model file (or --out FILE)."""
-    model = _setup(model_path, device, 0)
-    if scales is not None:
-        parse_scales(scales, model.n_blocks)  # validate now, not at edit time
-    ins_with, ins_without = _read(model, with_, align, "--with images"), _read(model, without, align, "--without images")
-    delta = pipeline.attribute_direction(model.encode(ins_with.images, batch_size).cpu(),
-                                         model.encode(ins_without.images, batch_size).cpu())
-    target = out or model.source_path
-    if out is not None and out.exists():
-        pipeline.load_attributes(out, model)  # keep the other attributes of that file
-    if name in model.attributes and not overwrite:
-        raise UserError(f"attribute '{name}' exists already in {target} (use --overwrite to replace it)")
-    model.set_attribute(name, delta, scales, {"n_with": len(ins_with), "n_without": len(ins_without),
-                                              "norm": round(float(delta.norm()), 6)})
-    if out is not None:
-        pipeline.save_attributes(out, {k: model.attributes[k] for k in model.attributes}, model, overwrite=True)
-    else:
-        model.save(model.source_path, overwrite=True)
-    say(f"added '{name}' to {target} (|δ| = {float(delta.norm()):.4f}, {len(ins_with)} with, {len(ins_without)} without)")
-    finish_batch(ins_with.failures + ins_without.failures)
-
-
-@attr_app.command("list")
-def attr_list(
-    model_path: Optional[Path] = ModelOpt,
-    attr_file: Optional[Path] = typer.Option(None, "--attr-file", help="Also list an attribute file's directions."),
-) -> None:
-    """List the attribute directions of a model (and of an attribute file)."""
-    model = pipeline.load_model(model_path)
-    if attr_file is not None:
-        pipeline.load_attributes(attr_file, model)
-    if not model.attributes:
-        print("(no attributes; add one with 'automod attr add NAME --with DIR --without DIR')")
-    for name, a in sorted(model.attributes.items()):
-        extra = ", ".join(f"{k}={v}" for k, v in a.info.items())
-        print(f"{name}\tscales={a.scales or 'all'}\t|δ|={float(a.delta.norm()):.4f}\t{extra}")
-
-
 def sample(
     n: int = typer.Option(16, "--n", min=1, help="Number of samples."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder: one PNG per sample plus grid.png."),
@@ -310,5 +260,4 @@ def register(app: typer.Typer) -> None:
     app.command("mix")(mix)
     app.command("interpolate")(interpolate)
     app.command("edit")(edit)
-    app.add_typer(attr_app, name="attr")
     app.command("sample")(sample)
