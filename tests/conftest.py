@@ -14,6 +14,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def automod_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty model cache ($AUTOMOD_HOME): the user's ~/.cache is never touched."""
+    home = tmp_path_factory.mktemp("automod-home")
+    monkeypatch.setenv("AUTOMOD_HOME", str(home))
+    monkeypatch.delenv("AUTOMOD_MODEL", raising=False)
+    return home
+
+
 @pytest.fixture
 def tiny_config():
     from automod_cli.model import ModelConfig
