@@ -5,15 +5,22 @@ or answer with an error page.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import torch
 
 from reference_impl import make_reference_checkpoint
+
+from automod_cli.hub import catalog
+from automod_cli.hub import download as download_mod
+from automod_cli.io.reference import convert_reference_checkpoint
+from automod_cli.model import Automodulator
 
 
 def compact_reference_checkpoint(phase: int = 1, seed: int = 0, iteration: int = 123456,
@@ -57,7 +64,7 @@ def checkpoint_bytes(ck: dict) -> bytes:
     return buf.getvalue()
 
 
-def save_legacy_cuda_tensor(t: torch.Tensor, path: Path) -> None:
+def save_legacy_cuda_tensor(t: torch.Tensor, path) -> None:
     """``torch.save(t, path, _use_new_zipfile_serialization=False)`` as the reference saved its attribute
     directions on a GPU: the storage's location tag reads ``cuda:0`` (the reference's files carry exactly
     that tag). A tagger registered for the duration of the call labels the CPU storage so."""
@@ -155,3 +162,54 @@ def closed_port_url(path: str = "/x.pth") -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+# --- fixtures shared by the download tests ------------------------------------------------------------
+
+ITERATION = 123456
+CKPT_PATH = f"/files/{ITERATION}_state.pth"
+ATTR_PATH = "/attrib/smile_delta_tiny"
+
+
+@pytest.fixture(scope="module")
+def served():
+    """The server, a phase-1 (8²) checkpoint's bytes, and an attribute direction saved as the reference saved
+    its own (legacy torch.save, CUDA location tag)."""
+    ck_bytes = checkpoint_bytes(compact_reference_checkpoint(phase=1, seed=3, iteration=ITERATION))
+    direction = torch.randn(1, 512, generator=torch.Generator().manual_seed(5)) * 0.05
+    buf = io.BytesIO()
+    save_legacy_cuda_tensor(direction, buf)
+    attr_bytes = buf.getvalue()
+    server = start_loopback()
+    yield server, ck_bytes, direction, attr_bytes
+    server.server.shutdown()
+
+
+@pytest.fixture
+def tiny_release(served, monkeypatch):
+    """A catalog entry like the released ones ('tiny8', 8², with a smile direction), at the loopback server."""
+    server, ck_bytes, direction, attr_bytes = served
+    server.routes.clear()
+    server.requests.clear()
+    server.routes[CKPT_PATH] = Route(ck_bytes)
+    server.routes[ATTR_PATH] = Route(attr_bytes)
+    entry = catalog.ReleasedModel(
+        "tiny8", ITERATION, "large", 8, "test faces (a loopback fixture)", "faces", "ffhq", "none",
+        (catalog.AttributeSource("smile", "smile_delta_tiny", "8", hashlib.sha256(attr_bytes).hexdigest(),
+                                 "a test direction", url=server.url(ATTR_PATH)),),
+        url=server.url(CKPT_PATH))
+    monkeypatch.setitem(catalog.RELEASED, "tiny8", entry)
+    monkeypatch.setattr(download_mod, "RETRY_WAIT_S", 0.0)  # no sleeping in tests
+    return server, entry
+
+
+@pytest.fixture(scope="module")
+def direct_model(served, tmp_path_factory) -> Automodulator:
+    """The same checkpoint converted directly (automod convert's path), for comparison."""
+    path = tmp_path_factory.mktemp("direct") / f"{ITERATION}_state.pth"
+    path.write_bytes(served[1])
+    return convert_reference_checkpoint(path)
+
+
+def cached(home: Path, name: str = "tiny8") -> Path:
+    return home / "models" / f"{name}.safetensors"

@@ -14,63 +14,10 @@ from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import run_cli  # noqa: E402
-from hub_helpers import (Route, checkpoint_bytes, closed_port_url, compact_reference_checkpoint,  # noqa: E402
-                         save_legacy_cuda_tensor, start_loopback)
+from hub_helpers import (ATTR_PATH, CKPT_PATH, ITERATION, Route, cached, closed_port_url,  # noqa: E402,F401
+                         direct_model, served, tiny_release)
 
-from automod_cli.hub import catalog  # noqa: E402
-from automod_cli.hub import download as download_mod  # noqa: E402
-from automod_cli.io.reference import convert_reference_checkpoint  # noqa: E402
 from automod_cli.model import Automodulator  # noqa: E402
-
-ITERATION = 123456
-CKPT_PATH = f"/files/{ITERATION}_state.pth"
-ATTR_PATH = "/attrib/smile_delta_tiny"
-
-
-@pytest.fixture(scope="module")
-def served():
-    """The server, the checkpoint's bytes and the attribute direction (as the reference saved them)."""
-    ck_bytes = checkpoint_bytes(compact_reference_checkpoint(phase=1, seed=3, iteration=ITERATION))
-    direction = torch.randn(1, 512, generator=torch.Generator().manual_seed(5)) * 0.05
-    buf = io.BytesIO()
-    tmp = Path(__import__("tempfile").mkdtemp()) / "smile"
-    save_legacy_cuda_tensor(direction, tmp)
-    attr_bytes = tmp.read_bytes()
-    server = start_loopback()
-    yield server, ck_bytes, direction, attr_bytes
-    server.server.shutdown()
-    del buf
-
-
-@pytest.fixture
-def tiny_release(served, monkeypatch):
-    """A catalog entry like the released ones ('tiny8', 8², with a smile direction), at the loopback server."""
-    server, ck_bytes, direction, attr_bytes = served
-    server.routes.clear()
-    server.requests.clear()
-    server.routes[CKPT_PATH] = Route(ck_bytes)
-    server.routes[ATTR_PATH] = Route(attr_bytes)
-    entry = catalog.ReleasedModel(
-        "tiny8", ITERATION, "large", 8, "test faces (a loopback fixture)", "faces", "ffhq", "none",
-        (catalog.AttributeSource("smile", "smile_delta_tiny", "8", hashlib.sha256(attr_bytes).hexdigest(),
-                                 "a test direction", url=server.url(ATTR_PATH)),),
-        url=server.url(CKPT_PATH))
-    monkeypatch.setitem(catalog.RELEASED, "tiny8", entry)
-    monkeypatch.setattr(download_mod, "RETRY_WAIT_S", 0.0)  # no sleeping in tests
-    return server, entry
-
-
-@pytest.fixture(scope="module")
-def direct_model(served, tmp_path_factory) -> Automodulator:
-    """The same checkpoint converted directly (automod convert's path), for comparison."""
-    path = tmp_path_factory.mktemp("direct") / f"{ITERATION}_state.pth"
-    path.write_bytes(served[1])
-    return convert_reference_checkpoint(path)
-
-
-def cached(home: Path, name: str = "tiny8") -> Path:
-    return home / "models" / f"{name}.safetensors"
-
 
 def error_lines(err: str) -> list[str]:
     """What automod printed as messages (the progress bar's last state is drawn on stderr too)."""
