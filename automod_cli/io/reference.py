@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def _load_tensors_only(path: str | Path, what: str) -> Any:
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch files are zip archives or (legacy) pickles
         raise ModelFileError(f"not a {what}: {_describe_start(head)}", path)
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch's note on a plain pickle's protocol says nothing to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         text = str(e)
         if "Weights only load failed" in text:
