@@ -14,7 +14,7 @@ import typer
 from ..errors import UserError
 from .common import DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, resolve_device, say
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Model file (default: the bundled demo model).")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model file or cached model name (default: $AUTOMOD_MODEL, else toy64).")
 DataOpt = typer.Option(None, "--data", help="Data set: a folder (recursive) or a zip of images.")
 WeightsDirOpt = typer.Option(None, "--weights-dir", help="Folder with the metric networks' weights files "
                              "(standard names); then $AUTOMOD_WEIGHTS_DIR, then the torch hub cache.")

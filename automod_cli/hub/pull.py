@@ -10,6 +10,7 @@ into ``models/``; an interrupted download keeps only ``downloads/NAME/FILE.part`
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import shlex
 import urllib.parse
 from dataclasses import dataclass, field
@@ -48,8 +49,9 @@ def _now() -> str:
 
 
 def _file_name(url: str, fallback: str) -> str:
+    """The file name a URL ends in, if it is a plain one (no spaces, quotes or the like)."""
     name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
-    return name if name and cache.is_model_name(name.replace(".", "_")) else fallback
+    return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name) else fallback
 
 
 def manual_commands(name: str, url: str, filename: str) -> str:
@@ -78,7 +80,15 @@ def pull(name: str, url: str | None = None, from_file: str | Path | None = None,
     if target.exists() and not force:
         return PullResult(name, target, already_cached=True)
     kw = {} if retries is None else {"retries": retries}
+    try:
+        return _pull(name, entry, target, url, from_file, keep_original, say, progress, kw)
+    finally:
+        folder = cache.downloads_dir() / name
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # nothing kept: no empty folder either
 
+
+def _pull(name, entry, target, url, from_file, keep_original, say, progress, kw) -> PullResult:
     raw, downloaded, origin = _get_checkpoint(name, entry, url, from_file, say, progress, kw)
     try:
         model = _convert_checked(raw, entry, name)
