@@ -219,3 +219,18 @@ def test_an_attribute_file_that_is_not_the_published_one_is_refused(tiny_release
     assert run_cli("pull", "tiny8") == 1
     assert "not the published file" in capsys.readouterr().err
     assert files_under(automod_home / "downloads") == []
+
+
+def test_converting_a_released_file_under_its_name_records_its_training_data(tiny_release, tmp_path, capsys):
+    server, entry = tiny_release
+    released = tmp_path / entry.filename
+    released.write_bytes(server.routes[CKPT_PATH].body)
+    renamed = tmp_path / "something.pth"
+    renamed.write_bytes(server.routes[CKPT_PATH].body)
+    assert run_cli("convert", released, "-o", tmp_path / "a.safetensors") == 0
+    assert run_cli("convert", renamed, "-o", tmp_path / "b.safetensors") == 0
+    capsys.readouterr()
+    assert run_cli("info", tmp_path / "a.safetensors") == 0
+    assert f"trained on  {entry.trained_on}" in capsys.readouterr().out
+    assert run_cli("info", tmp_path / "b.safetensors") == 0
+    assert "trained on  not recorded" in capsys.readouterr().out

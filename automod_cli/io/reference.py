@@ -146,7 +146,22 @@ def convert_reference_checkpoint(path: str | Path, resolution: int | None = None
     path = Path(path)
     ck = load_reference_checkpoint(path)
     source = {"source_file": path.name, "source_sha256": file_sha256(path)}
-    return automodulator_from_reference(ck, resolution, source=source, path=path)
+    model = automodulator_from_reference(ck, resolution, source=source, path=path)
+    released = _released_as(path.name, model)
+    if released is not None:  # a released file under its own name: say what it was trained on
+        model.provenance.update(released.facts())
+    return model
+
+
+def _released_as(filename: str, model: Automodulator):
+    """The released model this is, when the file keeps its released name and its iteration and decoder match."""
+    from ..hub.catalog import RELEASED
+
+    for entry in RELEASED.values():
+        if filename == entry.filename and model.provenance.get("iteration") == entry.iteration \
+                and model.config.variant == entry.variant:
+            return entry
+    return None
 
 
 def automodulator_from_reference(ck: dict[str, Any], resolution: int | None = None,
