@@ -127,7 +127,7 @@ def download(url: str, dest: str | Path, say: Callable[[str], None] = lambda m: 
     total: int | None = meta.get("total") if part.exists() else None
     done = part.stat().st_size if part.exists() else 0
     resumed = False
-    fruitless = 0
+    fruitless = restarts = 0
     while True:
         before = done
         try:
@@ -140,8 +140,11 @@ def download(url: str, dest: str | Path, say: Callable[[str], None] = lambda m: 
             break
         except _Restart as e:
             progress.finish()
-            say(str(e))
             discard_partial(dest)
+            restarts += 1
+            if restarts > max(retries, 1):
+                raise DownloadError(url, f"{e}; gave up after {restarts} fresh starts") from None
+            say(str(e))
             done, total = 0, None
             continue
         except urllib.error.HTTPError as e:
