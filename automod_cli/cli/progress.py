@@ -16,6 +16,7 @@ import time
 from .common import say
 
 PLAIN_EVERY_S = 10.0
+BAR_EVERY_S = 0.1
 
 
 def _clock(seconds: float) -> str:
@@ -60,8 +61,11 @@ class VerbProgress:
     def advance(self, n: int) -> None:
         self.done += n
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, rate=f"{self.rate():.1f} {self.unit}/s")
-            self._bar.refresh()
+            now = time.perf_counter()
+            if now - self._last_plain >= BAR_EVERY_S or self.done >= self.total:  # at most ~10 redraws a second
+                self._last_plain = now
+                self._bar.update(self._task, completed=self.done, rate=f"{self.rate():.1f} {self.unit}/s")
+                self._bar.refresh()
         elif self.show:
             now = time.perf_counter()
             if now - self._last_plain >= PLAIN_EVERY_S or self.done >= self.total:
