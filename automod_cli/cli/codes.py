@@ -242,7 +242,7 @@ def interpolate(
     else:
         stacks = pipeline.interpolation_square(z, steps, blocks, model.n_blocks)
     writer = VideoWriter(video, fps=fps, loop=loop, overwrite=overwrite) if video is not None else None
-    with VerbProgress("interpolate", len(stacks), progress) as bar:
+    with VerbProgress("interpolate", len(stacks), progress, unit="frames") as bar:
         if writer is not None:
             with writer:
                 done = pipeline.render_frames(model, stacks, nrow=steps, grid_path=output, frames_dir=frames,
@@ -253,7 +253,7 @@ def interpolate(
                                           batch_size=batch_size, noise=noise, precision=precision,
                                           overwrite=overwrite, progress=bar.advance)
     written = [str(p) for p in (output, frames, video) if p is not None]
-    say(f"wrote {', '.join(written)} ({plural(done.count, 'frame')}; {bar.summary()})")
+    say(f"wrote {', '.join(written)} ({bar.summary()})")
 
 
 def edit(
