@@ -428,6 +428,9 @@ def mix_pairs_to_folder(model: Automodulator, rows: Sequence[tuple[str, str, int
     out_dir = Path(out_dir)
     check_output_folder(out_dir)
     index = {p.as_posix(): i for i, p in enumerate(stream.paths)}
+    names = stream.names
+    check_outputs_free([out_dir / f"{names[index[pa]]}__{names[index[pb]]}.png"
+                        for pa, pb, _ in rows if pa in index and pb in index], overwrite)
     codes = torch.zeros(len(stream), model.latent_dim)
     readable = torch.zeros(len(stream), dtype=torch.bool)
     for batch in stream:
@@ -446,9 +449,7 @@ def mix_pairs_to_folder(model: Automodulator, rows: Sequence[tuple[str, str, int
             done.failures.append((Path(first), f"{source}:{line}: {reason}"))
             continue
         good.append((index[pa], index[pb]))
-    names = stream.names
     targets = [out_dir / f"{names[ia]}__{names[ib]}.png" for ia, ib in good]
-    check_outputs_free(targets, overwrite)
     if not good:
         return done
     ia = torch.tensor([g[0] for g in good])

@@ -162,3 +162,13 @@ def test_decode_and_sample_stream_in_batches(model_file, image_dir, tmp_path, mo
     sizes.clear()
     assert run_cli("sample", "--n", 7, "-m", model_file, "-o", tmp_path / "s", "-b", 3) == 0
     assert sizes == [3, 3, 1]
+
+
+def test_existing_outputs_are_refused_before_any_work(model_file, tmp_path, capsys):
+    folder = write_random_images(tmp_path / "many", 8, 32, seed=7)
+    out = tmp_path / "rec"
+    out.mkdir()
+    (out / "05.png").write_bytes(b"precious")
+    assert run_cli("reconstruct", folder, "-m", model_file, "-o", out, "-b", 2) == 2
+    assert "05.png: exists already" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["05.png"] and (out / "05.png").read_bytes() == b"precious"
