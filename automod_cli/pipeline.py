@@ -1,5 +1,9 @@
 """The one path every verb takes: read inputs (optionally aligning faces) → codes → code stacks →
 images → files. The CLI only parses options and prints; everything it computes is here.
+
+Data sets stream: the ``*_to_folder`` operations and ``render_frames`` take an ``ImageStream`` (or
+codes) and write each batch's outputs as it finishes (``automod_cli/streaming.py``); ``read_inputs``
+keeps a small set in memory (mix matrices, attribute examples).
 """
 
 from __future__ import annotations

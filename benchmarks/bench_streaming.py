@@ -1,7 +1,7 @@
 """Verbs on whole folders: the whole process against the model alone, and peak memory.
 
     python benchmarks/bench_streaming.py                       # 10,000 toy faces at 64², 1,000 at 256²
-    python benchmarks/bench_streaming.py --runs 64:fp32 --old-code /path/to/older/checkout
+    python benchmarks/bench_streaming.py --runs 64:fp32 --old-code /path/to/older/checkout   # also that version's encode
 
 For each run (a set and a precision) it prints, for ``automod encode`` (to an .npz) and ``automod
 reconstruct`` (one PNG per input, no grid):
@@ -9,8 +9,8 @@ reconstruct`` (one PNG per input, no grid):
 - whole process: images / wall-clock seconds of the command, from launch to exit (start-up, reading and
   decoding the PNGs, the model, writing the outputs);
 - model only: images/s of the same model calls on images already in memory, in this process;
-- peak memory: the largest resident set of the command's main process (``wait4``'s ru_maxrss; each
-  DataLoader worker holds a few batches more).
+- peak memory: the largest resident set of the command or of any of its DataLoader workers (``wait4``'s
+  ru_maxrss); about 650 MiB of it is the Python process with torch imported.
 
 The sets are toy faces (``automod data toyfaces``), made once under ``--data``. The 64² model is the
 bundled ``toy64``; the 256² one a full-width large model with random weights (speed does not depend on
@@ -34,7 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from automod_cli.data import toyfaces  # noqa: E402
-from automod_cli.io.images import read_image  # noqa: E402
 from automod_cli.model import Automodulator, ModelConfig, bundled_model_path  # noqa: E402
 
 SETS = {64: 10_000, 256: 1_000}
@@ -62,34 +61,41 @@ def ensure_model(root: Path, size: int) -> Path:
     return path
 
 
-def run_command(argv: list[str], code_dir: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of ``python -m automod_cli ARGV`` with ``code_dir`` on the path."""
+def run_command(argv: list[str], code_dir: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of ``python ARGV`` run in ``code_dir`` (its automod first
+    on the path: ``python -m`` puts the working folder before PYTHONPATH). The peak is ``wait4``'s
+    ru_maxrss: the largest resident set of the command or any worker process it waited for."""
+    import tempfile
+
     env = dict(os.environ, PYTHONPATH=str(code_dir))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "automod_cli", *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{stderr.decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
-
-
-def model_only(model_path: Path, folder: Path, size: int, precision: str) -> dict[str, float]:
-    model = Automodulator.load(model_path)
-    files = sorted(folder.glob("*.png"))[: MODEL_ONLY_IMAGES[size]]
-    x = torch.stack([read_image(p, size) for p in files])
-    b = BATCH[size]
-    model.reconstruct(x[:b], batch_size=b, precision=precision)  # warm-up
-    out = {}
-    for name, fn in (("encode", lambda: model.encode(x, b, precision)),
-                     ("reconstruct", lambda: model.reconstruct(x, batch_size=b, precision=precision))):
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        fn()
-        out[name] = len(x) / (time.perf_counter() - t0)
-    return out
+        proc = subprocess.Popen([sys.executable, *argv], env=env, cwd=code_dir, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{stderr[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, stdout
+
+
+def model_only(model_path: Path, folder: Path, size: int, precision: str, verb: str) -> float:
+    """images/s of the model calls alone on images in memory, in a fresh process (like the command's)."""
+    code = (f"import sys, time, torch; sys.path.insert(0, {str(REPO)!r}); "
+            "from pathlib import Path; from automod_cli.model import Automodulator; "
+            "from automod_cli.io.images import read_image; "
+            f"m = Automodulator.load({str(model_path)!r}); "
+            f"x = torch.stack([read_image(p, {size}) for p in sorted(Path({str(folder)!r}).glob('*.png'))"
+            f"[:{MODEL_ONLY_IMAGES[size]}]]); b = {BATCH[size]}; "
+            f"m.reconstruct(x[:b], batch_size=b, precision={precision!r}); "
+            "t0 = time.perf_counter(); "
+            + (f"m.encode(x, b, {precision!r}); " if verb == "encode" else
+               f"m.reconstruct(x, batch_size=b, precision={precision!r}); ")
+            + "print(len(x) / (time.perf_counter() - t0))")
+    _, _, out = run_command(["-c", code], REPO)
+    return float(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -110,7 +116,6 @@ def main() -> None:
         n = SETS[size]
         folder = ensure_set(args.data, size, n)
         model = ensure_model(args.data, size)
-        alone = model_only(model, folder, size, precision)
         extra = ["--batch-size", str(BATCH[size]), "--precision", precision, "--overwrite", "--no-progress"]
         if args.workers is not None:
             extra += ["--workers", str(args.workers)]
@@ -118,18 +123,20 @@ def main() -> None:
         for verb, argv in (("encode", ["encode", str(folder), "-m", str(model), "-o", str(out / f"lat{size}.npz")]),
                            ("reconstruct", ["reconstruct", str(folder), "-m", str(model), "-o", str(out / f"rec{size}"),
                                             "--no-grid"])):
+            alone = model_only(model, folder, size, precision, verb)
             load = os.getloadavg()[0]
-            seconds, peak = run_command(argv + extra, REPO)
-            rows.append((f"{size}²", n, verb, precision, n / seconds, alone[verb], peak, load))
-            print(f"{size}² {verb} {precision}: {n / seconds:.1f} images/s whole process, {alone[verb]:.1f} "
+            seconds, peak, _ = run_command(["-m", "automod_cli", *argv, *extra], REPO)
+            rows.append((f"{size}²", n, verb, precision, n / seconds, alone, peak, load))
+            print(f"{size}² {verb} {precision}: {n / seconds:.1f} images/s whole process, {alone:.1f} "
                   f"model only, peak {peak:.0f} MiB (load {load:.2f})", flush=True)
-        if args.old_code is not None and precision == "fp32":
-            argv = ["encode", str(folder), "-m", str(model), "-o", str(out / f"old{size}.safetensors"),
-                    "--batch-size", str(BATCH[size]), "--overwrite"]
-            load = os.getloadavg()[0]
-            seconds, peak = run_command(argv, args.old_code)
-            rows.append((f"{size}²", n, "encode (old code)", precision, n / seconds, alone["encode"], peak, load))
-            print(f"{size}² encode with {args.old_code}: {n / seconds:.1f} images/s, peak {peak:.0f} MiB", flush=True)
+            if verb == "encode" and args.old_code is not None and precision == "fp32":
+                argv = ["-m", "automod_cli", "encode", str(folder), "-m", str(model), "-o",
+                        str(out / f"old{size}.safetensors"), "--batch-size", str(BATCH[size]), "--overwrite"]
+                load = os.getloadavg()[0]
+                seconds, peak, _ = run_command(argv, args.old_code)
+                rows.append((f"{size}²", n, "encode, older code", precision, n / seconds, alone, peak, load))
+                print(f"{size}² encode with {args.old_code}: {n / seconds:.1f} images/s, peak {peak:.0f} MiB",
+                      flush=True)
     print("\n| set | images | verb | precision | whole process, images/s | model only, images/s | "
           "whole / model | peak memory | load average |")
     print("|---|---|---|---|---|---|---|---|---|")
