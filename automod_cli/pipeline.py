@@ -246,11 +246,12 @@ def encode_stream(model: Automodulator, stream: ImageStream, precision: str = "f
                   progress: Progress = _no_progress) -> tuple[torch.Tensor, list[str]]:
     """Codes [N, D] (on the CPU) and names of the readable inputs; the stream keeps the failures."""
     codes, names = [], []
-    for batch in stream:
-        if len(batch):
-            codes.append(model.encode(batch.float_images(model.device), len(batch), precision).cpu())
-            names += batch.names
-        progress(batch.count)
+    with model.frozen():
+        for batch in stream:
+            if len(batch):
+                codes.append(model.encode(batch.float_images(model.device), len(batch), precision).cpu())
+                names += batch.names
+            progress(batch.count)
     return (torch.cat(codes) if codes else torch.empty(0, model.latent_dim)), names
 
 
@@ -268,7 +269,7 @@ def reconstruct_to_folder(model: Automodulator, stream: ImageStream, out_dir: Pa
     check_outputs_free(targets + ([out_dir / "comparison.png"] if want_grid else []), overwrite)
     done = Written()
     shown: list[torch.Tensor] = []
-    with BackgroundWriter() as writer:
+    with BackgroundWriter() as writer, model.frozen():
         for batch in stream:
             if len(batch):
                 x = batch.float_images(model.device)
@@ -304,7 +305,7 @@ def edit_to_folder(model: Automodulator, stream: ImageStream, attr: str, strengt
         targets += [out_dir / f"{n}_photo.png" for n in stream.names]
     check_outputs_free(targets, overwrite)
     done = Written()
-    with BackgroundWriter() as writer:
+    with BackgroundWriter() as writer, model.frozen():
         for batch in stream:
             if len(batch):
                 z = model.encode(batch.float_images(model.device), len(batch), precision)
@@ -328,13 +329,14 @@ def decode_batches(model: Automodulator, codes: torch.Tensor, batch_size: int, *
     With ``seeds`` and ``noise``, each image's layer noise is drawn from its own seed (one image per
     call), so a seed gives the same image whatever else is decoded with it.
     """
-    if noise and seeds is not None:
-        for seed, code in zip(seeds, codes.split(1)):
-            torch.manual_seed(int(seed))
-            yield model.decode(code, True, 1, precision).cpu()
-        return
-    for _start, chunk in code_batches(codes, batch_size):
-        yield model.decode(chunk, noise, batch_size, precision).cpu()
+    with model.frozen():
+        if noise and seeds is not None:
+            for seed, code in zip(seeds, codes.split(1)):
+                torch.manual_seed(int(seed))
+                yield model.decode(code, True, 1, precision).cpu()
+            return
+        for _start, chunk in code_batches(codes, batch_size):
+            yield model.decode(chunk, noise, batch_size, precision).cpu()
 
 
 def decode_to_folder(model: Automodulator, codes: torch.Tensor, names: Sequence[str], out_dir: Path, *,
@@ -437,11 +439,12 @@ def mix_pairs_to_folder(model: Automodulator, rows: Sequence[tuple[str, str, int
                         for pa, pb, _ in rows if pa in index and pb in index], overwrite)
     codes = torch.zeros(len(stream), model.latent_dim)
     readable = torch.zeros(len(stream), dtype=torch.bool)
-    for batch in stream:
-        if len(batch):
-            codes[batch.indices] = model.encode(batch.float_images(model.device), len(batch), precision).cpu()
-            readable[batch.indices] = True
-        progress(batch.count)
+    with model.frozen():
+        for batch in stream:
+            if len(batch):
+                codes[batch.indices] = model.encode(batch.float_images(model.device), len(batch), precision).cpu()
+                readable[batch.indices] = True
+            progress(batch.count)
     bad = {p.as_posix(): reason for p, reason in stream.failures}
     done = Written()
     good: list[tuple[int, int]] = []
@@ -458,7 +461,7 @@ def mix_pairs_to_folder(model: Automodulator, rows: Sequence[tuple[str, str, int
         return done
     ia = torch.tensor([g[0] for g in good])
     ib = torch.tensor([g[1] for g in good])
-    with BackgroundWriter() as writer:
+    with BackgroundWriter() as writer, model.frozen():
         for start, chunk in code_batches(ia, stream.batch_size):
             stack = mix_codes(codes[chunk], codes[ib[start:start + len(chunk)]], blocks, model.n_blocks)
             out = model.decode(stack, noise, len(chunk), precision).cpu()

@@ -172,3 +172,20 @@ def test_existing_outputs_are_refused_before_any_work(model_file, tmp_path, caps
     assert run_cli("reconstruct", folder, "-m", model_file, "-o", out, "-b", 2) == 2
     assert "05.png: exists already" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["05.png"] and (out / "05.png").read_bytes() == b"precious"
+
+
+def test_a_streamed_run_computes_the_run_time_weights_once(model_file, tmp_path, monkeypatch, encode_calls):
+    from automod_cli.model.layers import SpectralNormConv2d
+
+    calls = []
+    real = SpectralNormConv2d.normalized_weight
+
+    def counting(self):
+        calls.append(self)
+        return real(self)
+
+    monkeypatch.setattr(SpectralNormConv2d, "normalized_weight", counting)
+    folder = write_random_images(tmp_path / "twelve", 12, 32, seed=8)
+    assert run_cli("encode", folder, "-m", model_file, "-o", tmp_path / "l.npy", "-b", 4, "--workers", 0) == 0
+    convs = [m for m in Automodulator.load(model_file).encoder.modules() if isinstance(m, SpectralNormConv2d)]
+    assert len(encode_calls) == 3 and len(calls) == len(convs)  # once per conv for the run, not per batch
