@@ -28,6 +28,31 @@ from .io.images import ResizeWarning, describe_fit, open_image, square_and_resiz
 PREFETCH_BATCHES = 2  # batches each worker keeps ready ahead of the model
 
 
+# glibc hands freed blocks above its (adaptive) mmap threshold back to the operating system and trims the
+# heap top, so a loop of same-sized batches faults the same memory in again every batch: at 64² the
+# encoder spent a third of its time in page faults (784k faults for 2,000 images; 36k with these).
+MALLOC_TRIM_THRESHOLD = 512 << 20  # keep up to this much freed memory at the top of the heap
+MALLOC_MMAP_THRESHOLD = 256 << 20  # serve blocks below this from the heap, not from fresh mappings
+_ALLOCATOR_TUNED: list[bool] = []
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for the next batch (process-wide; once; a no-op where
+    the C library is not glibc). Returns whether the setting took."""
+    if _ALLOCATOR_TUNED:
+        return _ALLOCATOR_TUNED[0]
+    ok = False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = bool(libc.mallopt(-1, MALLOC_TRIM_THRESHOLD)) and bool(libc.mallopt(-3, MALLOC_MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # not Linux/glibc
+        ok = False
+    _ALLOCATOR_TUNED.append(ok)
+    return ok
+
+
 def available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -189,3 +189,13 @@ def test_a_streamed_run_computes_the_run_time_weights_once(model_file, tmp_path,
     assert run_cli("encode", folder, "-m", model_file, "-o", tmp_path / "l.npy", "-b", 4, "--workers", 0) == 0
     convs = [m for m in Automodulator.load(model_file).encoder.modules() if isinstance(m, SpectralNormConv2d)]
     assert len(encode_calls) == 3 and len(calls) == len(convs)  # once per conv for the run, not per batch
+
+
+def test_the_allocator_keeps_freed_memory_on_glibc():
+    import platform
+
+    from automod_cli.streaming import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("the setting is glibc's")
+    assert keep_freed_memory() is True and keep_freed_memory() is True  # accepted, and once is enough

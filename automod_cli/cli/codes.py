@@ -19,7 +19,7 @@ from ..io import latents as latents_io
 from ..io.images import expand_inputs, make_grid, save_image, save_pil
 from ..io.video import VideoWriter, check_video_path
 from ..model import code_stack, mix_stack, parse_scales, parse_seeds, random_codes, seed_codes
-from ..streaming import ImageStream
+from ..streaming import ImageStream, keep_freed_memory
 from .common import (BatchOpt, DeviceOpt, GridOpt, OverwriteOpt, PrecisionOpt, ProgressOpt, SeedOpt, WorkersOpt,
                      check_precision, finish_batch, plural, resolve_device, say)
 from .progress import VerbProgress
@@ -31,6 +31,7 @@ AlignOpt = typer.Option(False, "--align", help="Align in-the-wild photos the FFH
 
 def _setup(model_path: Optional[Path], device: str, seed: int, precision: str = "fp32"):
     check_precision(precision)
+    keep_freed_memory()  # batch after batch of the same sizes: no page faults for memory just freed
     torch.manual_seed(seed)
     model = pipeline.load_model(model_path, resolve_device(device))
     say(f"model: {model.source_path} ({model.resolution}², {model.n_blocks} blocks)")
