@@ -88,6 +88,7 @@ def model_only(model_path: Path, folder: Path, size: int, precision: str, verb: 
     code = (f"import sys, time, torch; sys.path.insert(0, {str(REPO)!r}); "
             "from pathlib import Path; from automod_cli.model import Automodulator; "
             "from automod_cli.io.images import read_image; "
+            "from automod_cli.streaming import keep_freed_memory; keep_freed_memory(); "  # as the commands do
             f"m = Automodulator.load({str(model_path)!r}); "
             f"x = torch.stack([read_image(p, {size}) for p in sorted(Path({str(folder)!r}).glob('*.png'))"
             f"[:{MODEL_ONLY_IMAGES[size]}]]); b = {BATCH[size]}; "
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/tmp/automod-bench"), help="where the sets are made")
     ap.add_argument("--runs", default="64:fp32,256:bf16", help="size:precision pairs, comma-separated")
     ap.add_argument("--workers", type=int, default=None, help="--workers for the commands (default: theirs)")
+    ap.add_argument("--verbs", default="encode,reconstruct", help="which of encode, reconstruct to run")
     ap.add_argument("--old-code", type=Path, default=None, help="an older checkout to compare encode's memory with")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
@@ -127,6 +129,8 @@ def main() -> None:
         for verb, argv in (("encode", ["encode", str(folder), "-m", str(model), "-o", str(out / f"lat{size}.npz")]),
                            ("reconstruct", ["reconstruct", str(folder), "-m", str(model), "-o", str(out / f"rec{size}"),
                                             "--no-grid"])):
+            if verb not in args.verbs.split(","):
+                continue
             alone = model_only(model, folder, size, precision, verb)
             load = os.getloadavg()[0]
             seconds, peak, _ = run_command(["-m", "automod_cli", *argv, *extra], REPO)
