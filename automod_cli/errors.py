@@ -27,6 +27,14 @@ class ModelFileError(UserError):
     """A model file that is not a model, is corrupt, or belongs to another format version."""
 
 
+class WriteError(UserError):
+    """An output could not be written (full disk, no permission, read-only file system...).
+
+    The message names the file and the cause; the previous file under that name, if any, is kept and
+    no temporary file is left behind (see ``io/atomic.py``).
+    """
+
+
 class MissingWeightsError(UserError):
     """Pretrained network weights are neither on disk nor downloadable."""
 

@@ -373,8 +373,9 @@ def test_cli_align_folder_with_workers(photo_dir, tmp_path, capsys):
 
 def test_cli_align_all_faces_and_overwrite(photo_dir, tmp_path, capsys):
     out = tmp_path / "all"
+    # --min-score 0: also the weak detection on the mission patch (the default with --faces all drops it).
     args = ["align", str(photo_dir / "astronaut.png"), "-o", str(out), "--size", "32", "--transform-size", "64",
-            "--faces", "all", "--workers", "1"]
+            "--faces", "all", "--min-score", "0", "--workers", "1"]
     assert main(args) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names[:4] == ["astronaut_01.json", "astronaut_01.png", "astronaut_02.json", "astronaut_02.png"]

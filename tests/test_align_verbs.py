@@ -41,3 +41,14 @@ def test_paste_back_needs_align(model_file, photos, tmp_path, capsys):
     assert run_cli("edit", photos / "astronaut.png", "--attr", "x", "--paste-back", "-m", model_file,
                    "-o", tmp_path / "e") == 2
     assert "--paste-back needs --align" in capsys.readouterr().err
+
+
+def test_alignment_runs_in_worker_processes_with_the_same_result(model_file, photos, tmp_path, capsys):
+    # The aligner (dlib) loads in each DataLoader worker; nothing of it is pickled, only crops and sidecars.
+    args = ["reconstruct", photos / "astronaut.png", photos / "coffee.png", "--align", "--paste-back",
+            "-m", model_file, "-b", 1]
+    assert run_cli(*args, "-o", tmp_path / "here", "--workers", 0) == 1
+    assert run_cli(*args, "-o", tmp_path / "workers", "--workers", 1) == 1
+    assert "coffee.png" in capsys.readouterr().err
+    for name in ("astronaut.png", "astronaut_photo.png"):
+        assert (tmp_path / "here" / name).read_bytes() == (tmp_path / "workers" / name).read_bytes()

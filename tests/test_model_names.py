@@ -49,7 +49,7 @@ def test_an_unknown_name_lists_the_cached_ones_and_the_pull_command(named, image
     assert "cached: mine" in err[0] and "automod pull --list" in err[0] and "ffhq256" in err[0]
     assert run_cli("encode", image_dir, "-m", "ffhq512", "-o", tmp_path / "a.safetensors") == 2
     assert "download it with 'automod pull ffhq512'" in capsys.readouterr().err
-    assert run_cli("encode", image_dir, "-m", tmp_path / "missing.safetensors", "-o", tmp_path / "a.st") == 2
+    assert run_cli("encode", image_dir, "-m", tmp_path / "missing.safetensors", "-o", tmp_path / "a.safetensors") == 2
     assert "missing.safetensors: no such model file" in capsys.readouterr().err
 
 

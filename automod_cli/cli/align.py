@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
 from ..errors import InputError, UserError
 from ..io.images import MAX_PIXELS, cpu_workers, expand_inputs, open_image, save_pil
-from .common import OverwriteOpt, finish_batch, say
+from .common import OverwriteOpt, finish_batch, plural, say
+
+
+ALL_FACES_MIN_SCORE = 0.5  # what the help promises: real faces score above it, dlib's false hits below
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +28,7 @@ def align_command(
     faces: str = typer.Option("largest", "--faces", help="largest: one face per photo (name.png); all: every face, largest first (name_01.png, name_02.png...)."),
     transform_size: int = typer.Option(4096, "--transform-size", min=8, max=8192, help="Supersampling size of the quad transform (4096 as FFHQ; smaller is faster and slightly different)."),
     upsample: int = typer.Option(1, "--upsample", min=0, max=4, help="Times the detector doubles the photo (faces below ~80 px need 1 or 2; slower)."),
-    min_score: float = typer.Option(0.0, "--min-score", help="Drop detections scoring below this (dlib's HOG detector also fires on non-faces; real faces usually score above 0.5)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Drop detections scoring below this. Default: 0.5 with --faces all (real faces usually score above 0.5; dlib's HOG detector also fires on non-faces, around 0.1), none with --faces largest (a photo given is taken to hold a face)."),
     fast: bool = typer.Option(False, "--fast", help="Supersample only as much as the face needs (>= 3 samples per photo pixel, >= 2x the output): up to ~50x less work, PSNR > 40 dB against --transform-size (see benchmarks/bench_align.py)."),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0 = one per CPU core)."),
     overwrite: bool = OverwriteOpt,
@@ -47,6 +50,8 @@ def align_command(
         raise UserError("no input images found")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError("is a file, not a folder", out_dir)
+    if min_score is None:
+        min_score = ALL_FACES_MIN_SCORE if faces == "all" else 0.0
     opts = AlignOptions(size=size, faces=faces, transform_size=transform_size, upsample=upsample,
                         min_score=min_score, fast=fast, overwrite=overwrite)
     n_workers = workers or cpu_workers()
@@ -64,8 +69,8 @@ def align_command(
                 n_faces += len(result.outputs) // 2
             progress.advance(task)
             progress.refresh()
-    say(f"aligned {n_faces} face{'s' if n_faces != 1 else ''} from {len(paths) - len(failures)} of "
-        f"{len(paths)} photo{'s' if len(paths) != 1 else ''} into {out_dir}")
+    say(f"aligned {plural(n_faces, 'face')} from {len(paths) - len(failures)} of {plural(len(paths), 'photo')} "
+        f"into {out_dir}")
     finish_batch(failures, "photo")
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import OverwriteOpt, SeedOpt, say
+from .common import OverwriteOpt, SeedOpt, plural, say
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 labels = tf.rerender(from_labels, out, size=size, **kw)
             else:
                 labels = tf.generate(out, n, size=size or 64, seed=seed, **kw)
-        say(f"wrote {total} faces and {labels}")
+        say(f"wrote {plural(total, 'face')} and {labels}")
 
     app.add_typer(data, name="data")
 

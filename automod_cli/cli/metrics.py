@@ -12,7 +12,7 @@ from typing import Callable, Iterator, List, Optional
 import typer
 
 from ..errors import UserError
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, resolve_device, say
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, plural, resolve_device, say
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Model file or cached model name (default: $AUTOMOD_MODEL, else toy64).")
 DataOpt = typer.Option(None, "--data", help="Data set: a folder (recursive) or a zip of images.")
@@ -170,7 +170,7 @@ def fid(
             first = set_result(Path(inputs[0]), n)
             if save_stats:
                 first.stats.save(save_stats, overwrite=overwrite)
-                say(f"wrote {save_stats} (statistics of {first.stats.n} images)")
+                say(f"wrote {save_stats} (statistics of {plural(first.stats.n, 'image')})")
                 if len(inputs) == 1:
                     finish_batch([(Path(p), e) for p, e in skipped], "image")
                     return
@@ -186,7 +186,7 @@ def fid(
                 if not items:
                     raise UserError("no images found", data)
                 if n is not None and len(items) < n and not allow_fewer:
-                    raise UserError(f"only {len(items)} images, but --n asks for {n} "
+                    raise UserError(f"only {plural(len(items), 'image')}, but --n asks for {n} "
                                     "(use --allow-fewer to use them all)", data)
                 want = None if n is None or n >= len(items) else n
                 a, b = extractor.paired_stats(
@@ -302,7 +302,7 @@ def lpips(
             if not items:
                 raise UserError("no images found", data)
             if n is not None and len(items) < n and not allow_fewer:
-                raise UserError(f"only {len(items)} images, but --n asks for {n} (use --allow-fewer to use them all)",
+                raise UserError(f"only {plural(len(items), 'image')}, but --n asks for {n} (use --allow-fewer to use them all)",
                                 data)
             want = len(items) if n is None else min(n, len(items))
             advance = bars(want, "reconstructing")

@@ -122,18 +122,39 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
-def fit_square(im: Image.Image, size: int, name: str | Path = "") -> Image.Image:
-    """Centre-crop to a square and resize (Lanczos) to ``size``; warns when it changed anything."""
+def square_and_resize(im: Image.Image, size: int) -> tuple[Image.Image, tuple[int, int] | None]:
+    """Centre-crop to a square and resize (Lanczos) to ``size``; also returns the original (w, h) when
+    that changed anything (None when the image was already ``size``²)."""
     w, h = im.size
+    if w == h == size:
+        return im, None
     if w != h:
         s = min(w, h)
         left, top = (w - s) // 2, (h - s) // 2
         im = im.crop((left, top, left + s, top + s))
-        warnings.warn(f"{name}: {w}x{h} is not square; centre-cropped to {s}x{s}", ResizeWarning, stacklevel=2)
     if im.size[0] != size:
-        warnings.warn(f"{name}: resized from {im.size[0]}x{im.size[1]} to {size}x{size}", ResizeWarning, stacklevel=2)
         im = im.resize((size, size), Image.LANCZOS)
-    return im
+    return im, (w, h)
+
+
+def describe_fit(original: tuple[int, int], size: int) -> str:
+    """What ``square_and_resize`` did to an image of ``original`` (w, h), e.g. 'centre-cropped from 80×64'."""
+    w, h = original
+    if w != h and min(w, h) == size:
+        return f"centre-cropped from {w}×{h} to {size}×{size}"
+    if w != h:
+        return f"centre-cropped from {w}×{h} and resized to {size}×{size}"
+    return f"resized from {w}×{h} to {size}×{size}"
+
+
+def fit_square(im: Image.Image, size: int, name: str | Path = "") -> Image.Image:
+    """Centre-crop to a square and resize (Lanczos) to ``size``; warns when it changed anything."""
+    out, original = square_and_resize(im, size)
+    if original is not None:
+        w, h = original
+        what = f"{w}x{h} is not square; " if w != h else ""
+        warnings.warn(f"{name}: {what}{describe_fit(original, size)}", ResizeWarning, stacklevel=2)
+    return out
 
 
 def pil_to_tensor(im: Image.Image) -> torch.Tensor:

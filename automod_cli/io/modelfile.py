@@ -9,8 +9,10 @@ and how it was computed).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,26 @@ FORMAT = "automod-model"
 FORMAT_VERSION = 1
 
 
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, with its I/O failures raised as ``OSError`` (errno and message
+    of the operating system) so that ``atomic_path`` reports them like any other failed write."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        text = str(e)
+        code = re.search(r"code: (\d+)", text)
+        message = re.search(r'message: "([^"]*)"', text)
+        raise OSError(int(code.group(1)) if code else errno.EIO,
+                      message.group(1) if message else text) from None
+
+
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
                   overwrite: bool = True) -> Path:
     """Save tensors (made contiguous, on the CPU) with JSON-encoded metadata, atomically."""
     meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(flat, str(tmp), metadata=meta)
+        save_safetensors(flat, tmp, meta)
     return Path(path)
 
 

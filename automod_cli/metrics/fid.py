@@ -513,7 +513,7 @@ def set_stats(location: str | Path, extractor: FeatureExtractor, n: int | None =
     if location.is_file() and location.suffix.lower() == ".npz":
         stats = load_stats(location)
         if n is not None and stats.n and stats.n < n and not allow_fewer:
-            raise UserError(f"statistics of {stats.n} images, but --n asks for {n} (use --allow-fewer to accept)",
+            raise UserError(f"statistics of {stats.n} image{'s' if stats.n != 1 else ''}, but --n asks for {n} (use --allow-fewer to accept)",
                             location)
         return ImageSetResult(stats, None, False)
     items = list_images(location)
@@ -521,7 +521,7 @@ def set_stats(location: str | Path, extractor: FeatureExtractor, n: int | None =
         raise UserError("no images found (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")", location)
     if n is not None and len(items) < n:
         if not allow_fewer:
-            raise UserError(f"only {len(items)} images, but --n asks for {n} (use --allow-fewer to use them all)",
+            raise UserError(f"only {len(items)} image{'s' if len(items) != 1 else ''}, but --n asks for {n} (use --allow-fewer to use them all)",
                             location)
         n = None
     if n is not None and n >= len(items):

@@ -172,21 +172,33 @@ def resolve(name: str, weights_dir: str | Path | None = None, allow_download: bo
 
 
 def load_state_dict(weights: WeightsFile) -> dict:
-    """Read a weights file safely (tensors only, never arbitrary pickled objects)."""
-    import pickle
+    """Read a weights file safely (tensors only, never arbitrary pickled objects).
 
+    A file that cannot be read (truncated, corrupt, something else under the standard name) is one
+    ``InputError`` saying whether it is the published file (by its SHA-256) and where to get that one.
+    """
     import torch
 
     try:
         state = torch.load(weights.path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"not a readable weights file ({first_line})", weights.path) from None
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (KeyError, EOFError, ...)
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        cause = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        raise InputError(f"not a readable weights file ({cause[:120]}); {_not_published(weights)}",
+                         weights.path) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError("not a state dict of tensors", weights.path)
+        raise InputError(f"not a state dict of tensors; {_not_published(weights)}", weights.path)
     return state
+
+
+def _not_published(weights: WeightsFile) -> str:
+    spec = spec_for(weights.name)
+    if weights.published:
+        return f"it is the published file (sha256 {spec.sha256[:16]}...), so it was changed after the check"
+    return (f"it is not the published file (its sha256 is {weights.sha256[:16]}..., the published file's "
+            f"{spec.sha256[:16]}...): delete it and put the published file there, from {spec.url}")
 
 
 def status(weights_dir: str | Path | None = None) -> list[dict]:

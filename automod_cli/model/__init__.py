@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .automodulator import Attribute, Automodulator
-from .codes import normalize, random_codes, slerp
+from .codes import normalize, parse_seeds, random_codes, seed_codes, slerp
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import Encoder
@@ -25,4 +25,4 @@ def bundled_model_path() -> Path:
 
 __all__ = ["Attribute", "Automodulator", "Decoder", "Encoder", "ModelConfig", "bundled_model_path",
            "code_stack", "edit_stack", "group_ranges", "mix_stack", "normalize", "parse_scales",
-           "random_codes", "slerp"]
+           "parse_seeds", "random_codes", "seed_codes", "slerp"]

@@ -73,6 +73,15 @@ class Automodulator(nn.Module):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         raise UserError(f"unknown precision '{precision}' (use fp32 or bf16)")
 
+    @contextlib.contextmanager
+    def frozen(self):
+        """Within this scope every encode/decode call reuses the run-time weights (scaled, spectrally
+        normalised) that the first call computed, instead of computing them once per call: a data set
+        streamed in many small batches pays for them once. The weights and the precision must not change
+        inside the scope."""
+        with frozen_weights(self.encoder), frozen_weights(self.decoder):
+            yield
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch_size: int = 64, precision: str = "fp32") -> torch.Tensor:
         """Images [B, 3, R, R] in [-1, 1] -> unit-norm codes [B, D] (encoder in eval mode: frozen u)."""

@@ -74,7 +74,8 @@ class _WeightCache:
 
     Outside the scope (training, or anyone changing weights between calls) nothing is remembered.
     Inside it the weights must not change; Automodulator.encode/decode open one per call, so a
-    call split into many batches computes each weight once.
+    call split into many batches computes each weight once, and ``Automodulator.frozen`` one for a
+    whole streamed run of many calls.
     """
 
     _frozen: dict | None = None
@@ -89,8 +90,12 @@ class _WeightCache:
 
 @contextlib.contextmanager
 def frozen_weights(module: nn.Module) -> Iterator[None]:
-    """Within this scope each conv of ``module`` computes its run-time weight once (no-grad calls only)."""
-    layers = [m for m in module.modules() if isinstance(m, _WeightCache)]
+    """Within this scope each conv of ``module`` computes its run-time weight once (no-grad calls only).
+
+    Scopes nest: an inner scope (one encode/decode call) reuses the weights of an outer one (a whole
+    streamed run, ``Automodulator.frozen``) and leaves them to it.
+    """
+    layers = [m for m in module.modules() if isinstance(m, _WeightCache) and m._frozen is None]
     for m in layers:
         m._frozen = {}
     try:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ..errors import UserError
 from ..io.atomic import atomic_path
+from ..io.modelfile import save_safetensors
 
 STATE_FORMAT = "automod-train-state"
 STATE_VERSION = 1
@@ -84,7 +84,7 @@ def save_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[st
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     header = {"format": STATE_FORMAT, "format_version": str(STATE_VERSION), "state": json.dumps(meta)}
     with atomic_path(path, overwrite=True) as tmp:
-        save_file(flat, str(tmp), metadata=header)
+        save_safetensors(flat, tmp, header)  # a failed write: one WriteError, the previous state kept
     return Path(path)
 
 
