@@ -6,7 +6,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from automod_cli.train.loop import Trainer, shutdown_distributed
+from automod_cli.train.distributed import shutdown_distributed
+from automod_cli.train.loop import Trainer
 from automod_cli.train.schedule import resolve_config
 from conftest import write_random_images
 
@@ -59,7 +60,7 @@ def test_two_gloo_processes_match_one(tmp_path):
 
 
 def _control_worker(rank, world, rendezvous):
-    from automod_cli.train import loop
+    from automod_cli.train import distributed
 
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
@@ -68,17 +69,17 @@ def _control_worker(rank, world, rendezvous):
         real = dist.get_backend
         dist.get_backend = lambda group=None: "nccl"
         try:
-            group = loop.control_group()
+            group = distributed.control_group()
         finally:
             dist.get_backend = real
         assert group is not dist.group.WORLD
-        assert loop.control_group() is group  # made once per world
+        assert distributed.control_group() is group  # made once per world
         # rank 1's parameter got no gradient: it gets zeros, and the other is averaged
         a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
         a.grad = torch.full((2,), float(rank + 1))
         if rank == 0:
             b.grad = torch.full((3,), 4.0)
-        loop.average_gradients([a, b])
+        distributed.average_gradients([a, b])
         assert torch.equal(a.grad, torch.full((2,), 1.5)) and torch.equal(b.grad, torch.full((3,), 2.0))
     finally:
         shutdown_distributed()

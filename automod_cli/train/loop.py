@@ -1,4 +1,4 @@
-"""The automodulator training game (spec §2): one encoder step, then one decoder step, per iteration.
+"""The trainer: the automodulator training game (spec §2): one encoder step, then one decoder step, per iteration.
 
 ``Trainer(cfg, data, run_dir)`` holds the encoder φ, the live decoder θ, its EMA, the adaptive
 robust-loss parameters, both Adam optimisers, the image pool, the trainer's random generator and
@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -40,9 +39,11 @@ from ..io.atomic import write_text_atomic
 from ..model import Automodulator, ModelConfig
 from ..model.decoder import Decoder
 from ..model.encoder import Encoder
-from ..model.layers import SpectralNormConv2d
 from . import losses
+from .distributed import average_gradients, control_group, dist_info, gather_batch
 from .graphs import StepGraphs
+from .networks import advance_power_iteration, code_stack_mixed, run_decoder
+from .pool import ImagePool
 from .schedule import config_differences, step_plan
 from .state import (STATE_NAME, load_module, load_state, module_tensors, optimizer_from_flat, optimizer_to_flat,
                     rng_restore, rng_snapshot, save_state)
@@ -60,216 +61,6 @@ class Interrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
-
-
-# ----------------------------------------------------------------------------------------------
-# Distributed helpers (all no-ops in a single process)
-
-
-def dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device_name: str) -> tuple[int, int, int]:
-    """Join the torchrun process group when launched by torchrun; returns (rank, world, local_rank)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-_CONTROL_GROUP = None
-
-
-def control_group():
-    """The process group for the small host-side agreements between ranks (which parameters got a
-    gradient, whether to stop). They are CPU tensors on gloo: on NCCL they would be GPU tensors, and
-    reading one back is a host synchronisation every step. Created on first use, which every rank
-    reaches at the same point."""
-    global _CONTROL_GROUP
-    import torch.distributed as dist
-
-    world = dist.group.WORLD
-    if _CONTROL_GROUP is None or _CONTROL_GROUP[0] is not world:  # none yet, or made for an old world
-        _CONTROL_GROUP = (world, world if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
-    return _CONTROL_GROUP[1]
-
-
-def shutdown_distributed() -> None:
-    """Leave the process groups: the control group first, then the world. (A gloo group still referenced
-    after its world is destroyed is torn down at interpreter exit, and that can abort the process.)"""
-    global _CONTROL_GROUP
-    import torch.distributed as dist
-
-    control, _CONTROL_GROUP = _CONTROL_GROUP, None
-    if not dist.is_initialized():
-        return
-    if control is not None and control[1] is not control[0]:
-        dist.destroy_process_group(control[1])
-    dist.destroy_process_group()
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0; the backward sums every rank's gradient and keeps this rank's slice."""
-
-    @staticmethod
-    def forward(ctx, x):
-        import torch.distributed as dist
-
-        rank, world = dist_info()
-        ctx.rank, ctx.n = rank, x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad):
-        import torch.distributed as dist
-
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
-
-
-def gather_batch(x: torch.Tensor, grad: bool = True) -> torch.Tensor:
-    _, world = dist_info()
-    if world == 1:
-        return x
-    if grad:
-        return _GatherWithGrad.apply(x)
-    import torch.distributed as dist
-
-    parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
-def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Average gradients over ranks. A parameter that got a gradient on any rank gets one on all
-    (zeros where it had none), as one process with the whole batch would have given it one."""
-    _, world = dist_info()
-    if world == 1:
-        return
-    import torch.distributed as dist
-
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX, group=control_group())
-    used = [p for p, h in zip(params, has.tolist()) if h]
-    for p in used:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    if not used:
-        return
-    flat = torch.cat([p.grad.reshape(-1) for p in used])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for p in used:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
-        offset += p.numel()
-
-
-# ----------------------------------------------------------------------------------------------
-# Model pieces
-
-
-@torch.no_grad()
-def advance_power_iteration(encoder: Encoder, phase: int) -> None:
-    """One spectral-norm power iteration for every SN conv the encoder used at ``phase``."""
-    for block in encoder.blocks[: phase + 1]:
-        for m in block.modules():
-            if isinstance(m, SpectralNormConv2d):
-                wm = m.weight.reshape(m.weight.shape[0], -1)
-                v = F.normalize(wm.t() @ m.u.to(wm.dtype), dim=0, eps=1e-12)
-                m.u.copy_(F.normalize(wm @ v, dim=0, eps=1e-12))
-
-
-def code_stack_mixed(z: torch.Tensor, z_b: torch.Tensor, n_mixed: int, cross: int | None,
-                     n: int) -> torch.Tensor:
-    """[B, n, D]: z at every block, except the first ``n_mixed`` rows take z_b from block ``cross`` on.
-    (The masks are made on the device: no host tensor is copied in the middle of a step.)"""
-    stack = z.unsqueeze(1).expand(-1, n, -1)
-    if cross is None or n_mixed == 0:
-        return stack
-    late = torch.arange(n, device=z.device) >= cross
-    rows = torch.arange(z.shape[0], device=z.device) < n_mixed
-    return torch.where(rows[:, None, None] & late[None, :, None], z_b.unsqueeze(1), stack)
-
-
-def run_decoder(dec: Decoder, stack: torch.Tensor, phase: int, alpha: float, noise: bool,
-                split: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Image at ``phase`` (with the fade) and the feature map after blocks [0, split)."""
-    fade = alpha < 1.0 and phase > 0
-    cuts = {0, phase + 1}
-    if split:
-        cuts.add(split)
-    if fade:
-        cuts.add(phase)
-    cuts = sorted(cuts)
-    h, feats = None, {}
-    for a, b in zip(cuts, cuts[1:]):
-        h = dec.features(stack, a, b, h, noise=noise)
-        feats[b] = h
-    img = dec.to_image(h, phase, alpha, feats.get(phase) if fade else None)
-    return img, feats.get(split) if split else None
-
-
-class ImagePool:
-    """Past fakes (pix2pix-style): until full, fakes are stored and passed through; then each new fake
-    has a 50% chance to be swapped with a random stored one (one after another, so a fake stored
-    earlier in the same batch can come straight back out).
-
-    The stored fakes are one device tensor. ``draw`` makes every decision on the host, from the
-    trainer's generator, as two index vectors into ``cat([stored, fakes])`` (the batch's output and
-    the store's new content); ``apply`` is then two gathers. So a step never reads a device value on
-    the host, and a captured CUDA graph replays it with new indices.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.count = 0  # slots filled so far
-        self.images: torch.Tensor | None = None
-
-    def ensure(self, shape: tuple[int, ...], device: torch.device) -> None:
-        """Storage for fakes of ``shape`` (one image) on ``device``, made once per pool."""
-        if self.images is None and self.size > 0:
-            self.images = torch.zeros((self.size, *shape), device=device)
-
-    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        draws = torch.rand(n, generator=gen)
-        slots = torch.randint(0, self.size, (n,), generator=gen)
-        held = list(range(self.size))  # held[s]: the row of cat([stored, fakes]) that slot s holds
-        out = []
-        for k in range(n):
-            row = self.size + k
-            if self.count < self.size:
-                held[self.count] = row
-                self.count += 1
-                out.append(row)
-            elif draws[k] < 0.5:
-                s = int(slots[k])
-                out.append(held[s])
-                held[s] = row
-            else:
-                out.append(row)
-        return torch.tensor(out), torch.tensor(held)
-
-    def apply(self, fakes: torch.Tensor, out_rows: torch.Tensor, held_rows: torch.Tensor) -> torch.Tensor:
-        both = torch.cat([self.images, fakes.to(self.images.dtype)])
-        self.images.copy_(both[held_rows])
-        return both[out_rows]
 
 
 # ----------------------------------------------------------------------------------------------
