@@ -442,11 +442,13 @@ class Trainer:
         # averaged over ranks), so the result equals the single-process mean.
         cos = self.world * losses.cos_mismatch(z_hat[m:], z[m:], "sum") / (G - n_mixed)
         if m:
-            # The target h is held fixed (consistency_mse detaches it). consistency_grad "image" also holds
-            # the measuring blocks fixed, so the term can only be lowered by images that carry z_A's coarse
-            # features, not by the coarse blocks learning to ignore the code difference. "all" (as the
-            # reference): the re-decode trains the blocks [0, j) too.
-            held = list(self.decoder.blocks[:cross].parameters()) if cfg["consistency_grad"] == "image" else []
+            # consistency_grad "all" (the reference, train.py:257-269 and 309): neither side is detached, so
+            # the gradient reaches the blocks [0, j) through the re-decode θ_[0,j)(ẑ) and through the
+            # target h = θ_[0,j)(z_A), and every block through the mixed image x̃. "image" (the CPU presets)
+            # holds the target and the measuring blocks fixed, so the term can only be lowered by images
+            # that carry z_A's coarse features, not by the coarse blocks learning to ignore the code.
+            image_only = cfg["consistency_grad"] == "image"
+            held = list(self.decoder.blocks[:cross].parameters()) if image_only else []
             for q in held:
                 q.requires_grad_(False)
             try:
@@ -455,8 +457,8 @@ class Trainer:
             finally:
                 for q in held:
                     q.requires_grad_(True)
-            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[:m].float(), "sum") / (
-                n_mixed * h_again[0].numel())
+            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[:m].float(), "sum",
+                                                       hold_target=image_only) / (n_mixed * h_again[0].numel())
         else:
             cons = torch.zeros((), device=self.device)
         loss = cfg["kl_weight"] * kl + cfg["cos_weight"] * cos + cfg["consistency_weight"] * cons

@@ -93,7 +93,8 @@ PRESETS: dict[str, dict] = {
     # against 0.29 / 0.28 / 0.28 with "all" over seeds 0 / 1 / 2, coarse mixes nearer the true mix than
     # A's reconstruction in 34% / 51% of pairs against 25% / 23% / 31%, and reconstructions 17.9 / 17.7
     # dB against 17.3 / 16.8 / 17.2 (middle mixes: share 0.08 / 0.10 against 0.07 / 0.05 / 0.06).
-    # With it, a consistency weight of 10 is still worse (0.31, 15.6 dB).
+    # With it, a consistency weight of 10 is still worse (0.31, 15.6 dB). (Those "all" runs held the
+    # target h fixed, as the trainer did until issue 15; the reference's "all", now ours, does not.)
     # The lr of 1e-3 levels off late in a run: the bundled toy64 model gained nothing from 64k to 128k
     # fine-tuning samples at 1e-3 (20.3 dB both), then 1.2 dB in 16k samples at 3e-4 (1,000 held-out
     # faces). weights/build_toy64.sh therefore ends with short --init stages at 3e-4 and 1e-4.
