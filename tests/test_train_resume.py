@@ -21,11 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--preset", "toy32", "--resolution", "8", "--width", "0.015625", "--latent-dim", "16",
          "--set", "phase_starts=[0,64]", "--fade", "64", "--duration", "384", "--batch-size", "8",
          "--workers", "0", "--device", "cpu", "--log-every", "8", "--checkpoint-every", "32",
-         "--grid-every", "100000", "--seed", "3", "--threads", "1", "--loss", "robust"]
-# The adaptive robust loss (not the toy presets' L1), so its learned parameters must resume too.
+         "--grid-every", "100000", "--seed", "3", "--threads", "1", "--loss", "robust",
+         "--set", "fade_first_phase=true", "--set", "robust_carry_over=true"]
+# The adaptive robust loss (not the toy presets' L1), so its learned parameters must resume too, and the
+# paper presets' phase starts: the 4² fade (pool off until 64 samples) and the robust loss carried over to
+# 8² at 64 samples, where a checkpoint falls.
 OVERRIDES = {"loss": "robust", "resolution": 8, "width": 0.015625, "latent_dim": 16, "phase_starts": [0, 64],
              "fade": 64, "duration": 384, "batch": 8, "workers": 0, "device": "cpu", "log_every": 8, "checkpoint_every": 32,
-             "grid_every": 100000, "seed": 3, "threads": 1}
+             "grid_every": 100000, "seed": 3, "threads": 1, "fade_first_phase": True, "robust_carry_over": True}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest)
@@ -65,6 +68,12 @@ def test_lost_progress_resume_is_bit_exact(tmp_path):
     # the log was cut back to the resumed state and continued: one line per 8 samples, no duplicates
     samples = [json.loads(line)["samples"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert samples == list(range(8, 385, 8))
+    # stopped exactly at the 8² phase start (a checkpoint at 64): the resumed run carries the robust loss
+    # over at its first iteration, as the uninterrupted run did
+    Trainer(cfg, data, tmp_path / "at-phase", progress=False).run(max_iterations=8)
+    assert load_state(tmp_path / "at-phase" / "state" / "state.safetensors")[1]["samples"] == 64
+    Trainer(cfg, data, tmp_path / "at-phase", progress=False).run()
+    assert_same_state(ref, state_tensors(tmp_path / "at-phase"))
 
 
 def run_cli(args, **kw):

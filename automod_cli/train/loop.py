@@ -361,7 +361,7 @@ class Trainer:
             self.pool.ensure((3, r, r), self.device)
             out_rows, held_rows = self.pool.draw(G, self.generator)
             inputs.update(pool_out=self._to_device(out_rows), pool_held=self._to_device(held_rows))
-        m = self._local_count(int(round(G * cfg["e_mix_fraction"])), G)
+        m = self._local_count(int(G * cfg["e_mix_fraction"]), G) if cross is not None else 0  # train.py:198, 202
         compute = lambda **t: self._encoder_compute(plan, cross, m, **t)  # noqa: E731
         return self._step("encoder", compute, (cross, m), inputs, plan)
 
@@ -416,7 +416,7 @@ class Trainer:
         z = self._codes(G)
         z_b = self._codes(G)
         cross = int(torch.randint(1, p + 1, (1,), generator=self.generator)) if p > 0 else None
-        n_mixed = int(round(G * cfg["d_mix_fraction"])) if cross is not None else 0
+        n_mixed = int(G * cfg["d_mix_fraction"]) if cross is not None else 0  # int(), as train.py:287
         inputs = {"z": self._to_device(self._local(z)), "z_b": self._to_device(self._local(z_b))}
         if x_real is not None and float(cfg.get("decoder_recon_weight", 0.0)) > 0:
             inputs["x_real"] = x_real
@@ -494,13 +494,17 @@ class Trainer:
 
     def train_iteration(self, x_real: torch.Tensor, plan: dict) -> dict[str, torch.Tensor]:
         if plan["phase"] != self.pool_phase or plan["pool_size"] != self.pool.size:
+            if plan["phase"] > self.pool_phase and self.cfg["robust_carry_over"] and len(self.robust):
+                self.carry_over_robust(plan["phase"])
             self.pool = ImagePool(plan["pool_size"])  # reset at each phase change
             self.pool_phase = plan["phase"]
             if self.graphs is not None:
                 self.graphs.clear()
         from ..data.datasets import fade_real_images
 
-        x_real = fade_real_images(x_real.to(self.device, non_blocking=True), plan["alpha"])
+        x_real = x_real.to(self.device, non_blocking=True)
+        if plan["phase"] > 0:  # no fade of the real images at 4² (data.py:47), whatever α is
+            x_real = fade_real_images(x_real, plan["alpha"])
         if self.cuda:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
         terms = self.encoder_step(x_real, plan)
@@ -508,6 +512,19 @@ class Trainer:
         self.samples += plan["batch"]
         self.iteration += 1
         return terms
+
+    @torch.no_grad()
+    def carry_over_robust(self, phase: int) -> None:
+        """The robust loss of a new phase starts from the previous phase's α and scale, as the reference's
+        prepareAdaptiveLossForNewPhase (session.py:247-256): on the flattened (channel, row, column)
+        parameters, ``new[0][offset::4] = old[0]`` for offset 0..3, i.e. each old entry fills four
+        consecutive new entries. That is the reference's index map, not a spatial 2× upsample: new row y
+        takes old row y // 2, and its columns come from old columns (y % 2)·R/2 + x // 4 (4² → 8²: row y
+        of the 8² image reads old columns 0-1 for even y and 2-3 for odd y). The latent parameters are
+        copied (α and c are elementwise functions of them, the same at every resolution)."""
+        new, old = self.robust[phase], self.robust[phase - 1]
+        for name in ("latent_alpha", "latent_scale"):
+            getattr(new, name).copy_(getattr(old, name).reshape(-1).repeat_interleave(4).view(new.shape))
 
     def next_batch(self, plan: dict) -> torch.Tensor:
         if self.stream is None:
