@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,17 +97,25 @@ def wait_for_samples(run_dir, at_least, proc, timeout=120):
     raise AssertionError("training did not get going in time")
 
 
-def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
+def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, capsys):
     data = make_images(tmp_path / "data")
     run = tmp_path / "run"
     args = [str(data), "--out", str(run), *FLAGS]
 
     p = run_cli(args)
     wait_for_samples(run, 40, p)
+    # a second trainer on the same run directory while the first runs: refused in one line naming it
+    from automod_cli.cli.app import main
+
+    assert main(["train", *args]) == 2
+    refused = capsys.readouterr().err.strip().splitlines()
+    assert len(refused) == 1 and "another trainer is using this run directory" in refused[0]
+    assert f"PID {p.pid} on {socket.gethostname()}" in refused[0]
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
     assert "interrupted at" in err and "state saved" in err
+    assert not (run / "train.lock").exists()  # released on the way out
     # the final checkpoint holds the state at the stop, which is the last logged sample count
     last_logged = json.loads((run / "log.jsonl").read_text().splitlines()[-1])["samples"]
     assert load_state(run / "state" / "state.safetensors")[1]["samples"] == last_logged >= 40
@@ -116,11 +125,15 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
     p.kill()  # SIGKILL: no chance to save; the last checkpoint (every 32 samples) is what survives
     p.communicate(timeout=60)
     assert p.returncode == -signal.SIGKILL
+    assert (run / "train.lock").exists()  # left behind, held by nobody
+    killed = p.pid
 
     p = run_cli(args)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert "resuming from" in err
+    assert f"took over the lock left by a trainer that is no longer running (PID {killed} on" in err
+    assert not (run / "train.lock").exists()
     resumed_from = int(err.split("resuming from ")[1].split()[0])
     assert 0 < resumed_from < 384 and resumed_from % 32 == 0
     assert_same_state(uninterrupted(data, tmp_path / "ref"), state_tensors(run))

@@ -126,3 +126,23 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
     for p in used:
         p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+def broadcast_text(text: str | None, src: int = 0) -> str | None:
+    """Rank ``src``'s text (or None) on every rank, over the control group: e.g. why rank 0 cannot
+    start, so that every rank of the job stops with the same message."""
+    _, world = dist_info()
+    if world == 1:
+        return text
+    import torch.distributed as dist
+
+    data = (text or "").encode()
+    size = torch.tensor([len(data) if text is not None else -1], dtype=torch.int64)
+    dist.broadcast(size, src, group=control_group())
+    n = int(size)
+    if n < 0:
+        return None
+    buf = torch.tensor(list(data), dtype=torch.uint8) if dist_info()[0] == src else torch.empty(n, dtype=torch.uint8)
+    if n:
+        dist.broadcast(buf, src, group=control_group())
+    return bytes(buf.tolist()).decode()

@@ -40,8 +40,9 @@ from ..model import Automodulator, ModelConfig
 from ..model.decoder import Decoder
 from ..model.encoder import Encoder
 from . import losses
-from .distributed import average_gradients, control_group, dist_info, gather_batch
+from .distributed import average_gradients, broadcast_text, control_group, dist_info, gather_batch
 from .graphs import StepGraphs
+from .lock import RunDirectoryBusy, RunLock
 from .networks import advance_power_iteration, code_stack_mixed, run_decoder
 from .pool import ImagePool
 from .schedule import config_differences, step_plan
@@ -572,12 +573,16 @@ class Trainer:
             save_grid(torch.stack(tiles).clamp(-1, 1).cpu(), out / f"{tag}-mixing.png", nrow=5, overwrite=True)
 
     def write_log(self, record: dict) -> None:
+        """One line of log.jsonl: the losses of a log interval, or a metric's result (``"metric"`` key)."""
         self.log_lines.append(json.dumps(record, sort_keys=True))
         write_text_atomic(self.run_dir / "log.jsonl", "\n".join(self.log_lines) + "\n", overwrite=True)
         if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "samples":
-                    self.tb.add_scalar(k, v, record["samples"])
+            if "metric" in record:
+                self.tb.add_scalar(f"metrics/{record['variant']}", record["value"], record["samples"])
+            else:
+                for k, v in record.items():
+                    if isinstance(v, (int, float)) and k != "samples":
+                        self.tb.add_scalar(k, v, record["samples"])
             self.tb.flush()
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -596,13 +601,101 @@ class Trainer:
 
     def run(self, overwrite: bool = False, max_iterations: int | None = None) -> int:
         """Train to the configured duration (or ``max_iterations`` more iterations). Returns the
-        number of samples seen. Raises ``Interrupted`` after saving on SIGINT/SIGTERM."""
+        number of samples seen. Raises ``Interrupted`` after saving on SIGINT/SIGTERM.
+
+        The run directory is locked for the whole run (``lock.py``): a second trainer on it stops with
+        one line naming this one; the lock is released on every way out of here."""
+        lock = self._lock_run_directory()
+        try:
+            return self._run(overwrite, max_iterations)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock_run_directory(self) -> RunLock | None:
+        """Rank 0 takes the lock for the whole torchrun job; every rank stops if it cannot."""
+        lock, busy = None, None
+        if self.is_main:
+            lock = RunLock(self.run_dir, self.command, self.world)
+            try:
+                note = lock.acquire()
+                if note:
+                    self.say(note)
+            except RunDirectoryBusy as e:
+                lock, busy = None, str(e)
+        busy = broadcast_text(busy)
+        if busy is not None:
+            raise RunDirectoryBusy(busy)
+        return lock
+
+    def startup_summary(self, resumed: bool) -> list[str]:
+        """Lines for the start of a run: the data, device and arithmetic, the model, the preset and its
+        departures from the paper, the phase table and any warning about the schedule."""
+        from . import report
+
+        cfg, mc = self.cfg, self.model_config
+        data = report.probe_dataset(self.dataset)
+        start = (f"resuming from {self.samples} samples" if resumed else
+                 f"fine-tuning from {self.init_from['path']} at {report.count(self.samples)} samples"
+                 if self.init_from else "a new run")
+        n_threads = torch.get_num_threads()
+        threads = f", {n_threads} thread{'s' if n_threads != 1 else ''}" if self.device.type == "cpu" else ""
+        procs = f", {self.world} processes" if self.world > 1 else ""
+        n_enc = sum(q.numel() for q in self.encoder.parameters())
+        n_dec = sum(q.numel() for q in self.decoder.parameters())
+        what, departures = report.departures(cfg, self.device.type)
+        lines = [f"automod train: {self.run_dir} ({start})",
+                 f"  data      {data.describe()}; mirror {'on' if cfg['mirror'] else 'off'}, split {cfg['split']}",
+                 f"  device    {self.device}{threads}{procs}, {report.effective_precision(cfg, self.device.type)}",
+                 f"  model     {mc.resolution}² {mc.variant}, width {report.width_text(float(mc.width))}, latent "
+                 f"{mc.latent_dim}: encoder {report.count(n_enc)} + decoder {report.count(n_dec)} parameters",
+                 f"  preset    {what}"]
+        lines += [f"  departs   {d}" for d in departures] or ["  departs   nothing: the paper's settings"]
+        if data.resolution is not None and data.resolution < cfg["resolution"]:
+            lines.append(f"warning: the data is {data.resolution}², below the run's {cfg['resolution']}²: "
+                         f"images are upsampled")
+        lines += ["  phases"] + report.phase_table(cfg)
+        warning = report.duration_warning(cfg)
+        if warning:
+            lines.append(warning)
+        if cfg["metrics"]:
+            lines.append(f"  metrics   {', '.join(cfg['metrics'])} of {cfg['metrics_n']:,} EMA samples every "
+                         f"{report.count(cfg['metrics_every'])} samples and at the end")
+        return lines
+
+    def _evaluate_metrics(self, fid, reporter) -> float:
+        """Compute the configured metrics now (rank 0), log and show them; returns the seconds spent."""
+        from .report import count
+
+        if fid is None:
+            return 0.0
+        t = time.perf_counter()
+        plan = step_plan(self.cfg, self.samples)
+        record = fid.evaluate(self.ema, plan["phase"], plan["alpha"], plan["resolution"], self.cfg["latent_dim"],
+                              self.samples)
+        self.write_log(record)
+        reporter.metric(record, f"{record['variant']} at {count(self.samples)} samples ({plan['resolution']}², "
+                                f"α {plan['alpha']:.2f}): {record['value']:.3f} (EMA samples against "
+                                f"{record['data']['n']:,} training images; {record['wall_s']:.1f} s)")
+        return time.perf_counter() - t
+
+    def _run(self, overwrite: bool, max_iterations: int | None) -> int:
+        from .report import ProgressReporter, cosine
+
         cfg = self.cfg
         resumed = self.restore_or_start(overwrite)
-        if resumed and self.is_main:
+        if self.is_main and self.show_progress:
+            for line in self.startup_summary(resumed):
+                self.say(line)
+        elif resumed and self.is_main:
             self.say(f"resuming from {self.samples} samples ({self.run_dir})")
         elif self.init_from and self.is_main:
             self.say(f"starting from {self.init_from['path']} at {self.samples} samples (the top phase, α = 1)")
+        fid = None
+        if self.is_main and "fid" in cfg["metrics"]:
+            from .metrics import TrainingFID
+
+            fid = TrainingFID(self.dataset, cfg["metrics_n"], self.device)
         if self.is_main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -623,12 +716,10 @@ class Trainer:
         t_ckpt = time.monotonic()
         samples_last = self.samples
         done_iterations = 0
-        interactive = self.show_progress and sys.stderr.isatty()
-        progress = self._progress() if (self.is_main and interactive) else None
+        reporter = ProgressReporter(cfg, self.say, interactive=sys.stderr.isatty() if self.show_progress else False)
         try:
-            if progress is not None:
-                progress.start()
-                task = progress.add_task("training", total=cfg["duration"], completed=self.samples, rate="")
+            if self.is_main and self.show_progress:
+                reporter.start()
             while self.samples < cfg["duration"]:
                 if max_iterations is not None and done_iterations >= max_iterations:
                     break
@@ -640,9 +731,8 @@ class Trainer:
                 acc += torch.stack([terms[k].detach().float() for k in TERMS])
                 acc_n += 1
                 now = time.perf_counter()
-                if progress is not None:
-                    progress.update(task, completed=self.samples,
-                                    description=f"phase {plan['phase']} {plan['resolution']}² α={plan['alpha']:.2f}")
+                if self.is_main:
+                    reporter.update(self.samples, plan)
                 crossed = lambda every: before // every != self.samples // every  # noqa: E731
                 if crossed(cfg["log_every"]) or self.samples >= cfg["duration"]:
                     if self.world > 1:
@@ -660,16 +750,17 @@ class Trainer:
                               **{k: v for k, v in zip(TERMS, values)},
                               "images_per_s": round((self.samples - samples_last) / max(elapsed, 1e-9), 3),
                               "skipped_files": self.dataset.skipped, "wall_time_s": round(self.wall_time, 1)}
+                    record["cosine"] = round(cosine(record, cfg["latent_dim"]), 6)  # the raw term is "cos"
                     if self.is_main:
                         self.write_log(record)
-                        if progress is not None:
-                            progress.update(task, rate=f"{record['images_per_s']:.1f} img/s")
-                        if progress is None and self.show_progress:
-                            self.say(self._summary(record))
+                        if self.show_progress:
+                            reporter.record(record)
                     acc.zero_()
                     acc_n, t_last, samples_last = 0, now, self.samples
                 if self.is_main and (crossed(cfg["grid_every"]) or self.samples >= cfg["duration"]):
                     self.write_grids()
+                if self.is_main and (crossed(cfg["metrics_every"]) or self.samples >= cfg["duration"]):
+                    t_last += self._evaluate_metrics(fid, reporter)  # not counted in the next images/s
                 if crossed(cfg["checkpoint_every"]) or time.monotonic() - t_ckpt > 60 * cfg["checkpoint_minutes"] \
                         or self.samples >= cfg["duration"]:
                     if self.cuda:
@@ -684,8 +775,7 @@ class Trainer:
                     self.save_checkpoint()
                     raise Interrupted(self.stop_signal or signal.SIGTERM)
         finally:
-            if progress is not None:
-                progress.stop()
+            reporter.stop()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
             if self.stream is not None:
@@ -694,18 +784,3 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
         return self.samples
-
-    def _progress(self):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                        console=Console(stderr=True), transient=False, refresh_per_second=2)
-
-    @staticmethod
-    def _summary(r: dict) -> str:
-        return (f"{r['samples']:>9} samples  phase {r['phase']} {r['resolution']}² α={r['alpha']:.2f}  "
-                f"E {r['loss_e']:.4f} (kl {r['kl_real']:.3f}/{r['kl_fake']:.3f} rec {r['recon']:.4f})  "
-                f"D {r['loss_d']:.4f} (cos {r['cos']:.5f} cons {r['consistency']:.4f})  "
-                f"{r['images_per_s']:.1f} img/s")

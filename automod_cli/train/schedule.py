@@ -87,6 +87,9 @@ COMMON = {
                                    # bf16 (autocast everywhere), or auto (bf16 autocast on CUDA, fp32 on CPU)
     "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
     "cuda_graphs": False,          # replay captured CUDA graphs of the training steps (CUDA, one process)
+    "metrics": [],                 # metrics computed during training: fid (EMA samples against the data)
+    "metrics_every": 1 * M,        # samples between metric evaluations (and one at the end)
+    "metrics_n": 10 * K,           # generated (and real) images per evaluation
 }
 
 CPU_FAST = {"loss": "l1", "recon_weight": 1.0, "consistency_grad": "image"}
@@ -149,22 +152,26 @@ PRESETS: dict[str, dict] = {
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
               **CPU_FAST, **CPU_KEEP,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 2 * K, "grid_every": 8 * K,
-              "workers": 1},
+              "workers": 1, "metrics_every": 50 * K, "metrics_n": 1 * K},
     "toy64": {"resolution": 64, "width": 1 / 16, "latent_dim": 512,
               "phase_starts": [0, 8 * K, 16 * K, 32 * K, 56 * K],
               "fade": 8 * K, "duration": 500 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
               "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
               **CPU_FAST, **CPU_KEEP,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 1 * K, "grid_every": 8 * K,
-              "workers": 1},
+              "workers": 1, "metrics_every": 50 * K, "metrics_n": 1 * K},
 }
 
+PAPER_PRESETS = ("ffhq256", "ffhq512", "celebahq256", "lsun-cars256", "lsun-bedrooms256")
+CPU_PRESETS = ("toy32", "toy64")
+
 PER_PHASE_KEYS = ("phase_starts", "lr", "margin", "batch")
+METRICS = ("fid",)
 # Keys that may change when a run is resumed: they do not change what is trained, only where and in
 # which arithmetic (a run moved from a CPU to a GPU changes device and precision; it then stops being
 # bit-identical to an uninterrupted run, as any change of hardware would make it).
 RESUMABLE_KEYS = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
-                  "device", "threads", "precision", "cuda_graphs"}
+                  "device", "threads", "precision", "cuda_graphs", "metrics", "metrics_every", "metrics_n"}
 
 
 # Settings added after runs were already saved, with the value that reproduces what the trainer did before
@@ -219,7 +226,7 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         if key in ("lr", "margin", "batch") and not isinstance(value, (list, tuple)):
             value = [value] * len(cfg[key])
         cfg[key] = list(value) if isinstance(value, tuple) else value
-    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every"):
+    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every", "metrics_every", "metrics_n"):
         cfg[key] = parse_count(cfg[key])
     cfg["phase_starts"] = [parse_count(s) for s in cfg["phase_starts"]]
     cfg["batch"] = [int(b) for b in cfg["batch"]]
@@ -248,6 +255,13 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         raise UserError(f"loss must be 'robust' or 'l1', got '{cfg['loss']}'")
     if cfg["split"] not in ("all", "train"):
         raise UserError(f"split must be 'all' or 'train', got '{cfg['split']}'")
+    if isinstance(cfg["metrics"], str):
+        cfg["metrics"] = [m for m in cfg["metrics"].replace(",", " ").split() if m and m != "none"]
+    unknown = [m for m in cfg["metrics"] if m not in METRICS]
+    if unknown:
+        raise UserError(f"unknown metric '{unknown[0]}' (known: {', '.join(METRICS)}, or none)")
+    if cfg["metrics_every"] < 1 or cfg["metrics_n"] < 2:
+        raise UserError("metrics_every must be at least 1 sample and metrics_n at least 2 images")
     if cfg["fade"] < 1 or cfg["duration"] < 1:
         raise UserError("fade and duration must be at least 1 sample")
     return cfg
