@@ -676,7 +676,8 @@ class Trainer:
         self.write_log(record)
         reporter.metric(record, f"{record['variant']} at {count(self.samples)} samples ({plan['resolution']}², "
                                 f"α {plan['alpha']:.2f}): {record['value']:.3f} (EMA samples against "
-                                f"{record['data']['n']:,} training images; {record['wall_s']:.1f} s)")
+                                f"{record['data']['n']:,} training images; {record['wall_s']:.1f} s)",
+                        show=self.show_progress)
         return time.perf_counter() - t
 
     def _run(self, overwrite: bool, max_iterations: int | None) -> int:

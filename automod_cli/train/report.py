@@ -115,9 +115,9 @@ def choose_preset(info: DataInfo) -> tuple[str, str]:
         what = "a CPU-sized preset" if name in CPU_PRESETS else "the reference's schedule for it"
         return name, (f"no --preset given: the data is {info.resolution}² and {name} is the one preset at "
                       f"{info.resolution}² ({what}); give --preset to choose another")
-    seen = f"{info.resolution}²" if info.resolution is not None else "of mixed sizes"
+    seen = f"{info.resolution}² images" if info.resolution is not None else "images of mixed sizes"
     why = (f"{len(fits)} presets train {info.resolution}² ({', '.join(fits)})" if fits
-           else f"no preset trains {seen} images")
+           else f"no preset trains {seen}")
     raise UserError(f"no --preset given and the data ({info.describe()}) does not pick one: {why}; "
                     f"choose with --preset: {preset_list()} (and --resolution to cut a schedule)")
 
@@ -260,8 +260,8 @@ def progress_line(cfg: dict, r: dict, fid: dict | None = None) -> str:
 
 
 class ProgressReporter:
-    """The progress of a run: on a terminal, one rich progress bar per phase (the finished ones stay on
-    screen); otherwise one ``progress_line`` per log interval through ``say``."""
+    """The progress of a run: one ``progress_line`` per log interval (through ``say``), and on a terminal
+    also a rich progress bar per phase below them (the finished phases' bars stay on screen)."""
 
     def __init__(self, cfg: dict, say: Callable[[str], None], interactive: bool | None = None):
         self.cfg, self.say = cfg, say
@@ -278,9 +278,9 @@ class ProgressReporter:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn
 
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24),
-                             TextColumn("{task.fields[where]}"), TextColumn("{task.fields[losses]}"),
-                             console=Console(stderr=True), transient=False, refresh_per_second=2)
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20),
+                             TextColumn("{task.fields[where]}"), console=Console(stderr=True), transient=False,
+                             refresh_per_second=2)
         self.bars.start()
 
     def _phase_task(self, plan: dict, samples: int) -> None:
@@ -293,7 +293,7 @@ class ProgressReporter:
         end = min(self.cfg["phase_starts"][p + 1] if p + 1 < len(self.cfg["phase_starts"]) else self.cfg["duration"],
                   self.cfg["duration"])
         self.task = self.bars.add_task(f"phase {p} {plan['resolution']}²", total=max(1, end - start),
-                                       completed=samples - start, where="", losses="")
+                                       completed=samples - start, where="")
         self.task_phase = p
 
     def update(self, samples: int, plan: dict) -> None:
@@ -304,24 +304,24 @@ class ProgressReporter:
         start = self.cfg["phase_starts"][plan["phase"]]
         rate = self.last["images_per_s"] if self.last else 0.0
         phase_eta, run_eta, more = eta(self.cfg, samples, rate)
-        where = (f"α {plan['alpha']:.2f} {kimg(samples, self.cfg['duration'])} "
-                 f"{rate:,.1f} img/s ETA {duration_text(phase_eta)} / run {'≥ ' if more else ''}"
-                 f"{duration_text(run_eta)}")
+        where = (f"α {plan['alpha']:.2f} {kimg(samples, self.cfg['duration'])} {rate:,.1f} img/s ETA "
+                 f"{duration_text(phase_eta)}, run {'≥ ' if more else ''}{duration_text(run_eta)}")
         self.bars.update(self.task, completed=samples - start, where=where)
 
     def record(self, record: dict) -> None:
-        """At each log line."""
+        """At each log line: the full progress line (above the bars on a terminal)."""
         self.last = record
+        line = progress_line(self.cfg, record, self.fid)
         if self.bars is None:
-            self.say(progress_line(self.cfg, record, self.fid))
-            return
-        text = losses_text(record, self.cfg["latent_dim"])
-        if self.fid:
-            text += f" FID {self.fid['value']:.2f}"
-        self.bars.update(self.task, losses=text) if self.task is not None else None
+            self.say(line)
+        else:
+            self.bars.console.print(line, highlight=False, soft_wrap=True)
 
-    def metric(self, record: dict, message: str) -> None:
+    def metric(self, record: dict, message: str, show: bool = True) -> None:
+        """A metric's result: kept for the progress line, and ``message`` shown (when ``show``)."""
         self.fid = record
+        if not show:
+            return
         if self.bars is None:
             self.say(message)
         else:
