@@ -13,8 +13,8 @@ the reconstruction PSNR of held-out toy faces: what fp32 against bf16 costs or g
 
 The reference implementation needs ~17.6 s per iteration at 32², batch 16, fp32 on a 2-core CPU.
 Iterations are timed at α = 1 of the phase (image pool on, style mixing on), after one warm-up
-iteration (with --cuda-graphs: after every step has been captured). On CUDA the trainer uses bf16
-autocast by default (--precision fp32: TF32 convs).
+iteration (with --cuda-graphs: after every step has been captured). The benchmark's --precision
+auto runs bf16 autocast on CUDA (--precision fp32: TF32 convs, the paper presets' default in training).
 """
 
 from __future__ import annotations

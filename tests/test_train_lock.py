@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from automod_cli.errors import UserError
 from automod_cli.train import lock as lockmod

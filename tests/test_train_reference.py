@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from automod_cli.train.loop import Trainer
-from automod_cli.train.networks import code_stack_mixed
 from automod_cli.train.schedule import resolve_config, step_plan
 from conftest import write_random_images
 
@@ -108,7 +107,8 @@ def test_consistency_gradient_reaches_the_decoder_through_both_branches(data, tm
     # the target's branch matters: block 0's style layer gets a clearly different gradient without it
     held = torch.autograd.grad(ref_mismatch(egz_intermediate.reshape(m, -1), h[:m].detach().reshape(m, -1), "L2"),
                                [dict(dec.named_parameters())["blocks.0.adain1.style.weight"]])[0]
-    assert (held - expected["blocks.0.adain1.style.weight"]).norm() > 0.05 * expected["blocks.0.adain1.style.weight"].norm()
+    style = expected["blocks.0.adain1.style.weight"]
+    assert (held - style).norm() > 0.05 * style.norm()
 
 
 # --- the encoder step's loss ----------------------------------------------------------------------------
@@ -156,8 +156,10 @@ def test_mixed_rows_and_crossover_blocks_follow_the_reference(data, tmp_path):
     torch.manual_seed(0)
     t = Trainer(tiny_config(phase_starts=[0, 8, 16], batch=[14, 14, 6]), data, tmp_path / "run", progress=False)
     seen = {"encoder": [], "decoder": []}
-    t._encoder_compute = lambda plan, cross, n_mixed, **_: seen["encoder"].append((plan["phase"], cross, n_mixed)) or {}
-    t._decoder_compute = lambda plan, cross, n_mixed, m, **_: seen["decoder"].append((plan["phase"], cross, n_mixed)) or {}
+    t._encoder_compute = lambda plan, cross, n_mixed, **_: seen["encoder"].append(
+        (plan["phase"], cross, n_mixed)) or {}
+    t._decoder_compute = lambda plan, cross, n_mixed, m, **_: seen["decoder"].append(
+        (plan["phase"], cross, n_mixed)) or {}
     x = {r: torch.zeros(1, 3, r, r) for r in (4, 8, 16)}
     for samples in (0, 12, 20, 40):
         plan = step_plan(t.cfg, samples)

@@ -12,6 +12,7 @@ def test_numbers_as_people_read_them():
     assert [report.count(n) for n in (0, 500, 8000, 2_400_000, 20_040_000, 27_600_000)] == \
         ["0", "500", "8k", "2.4M", "20.04M", "27.6M"]
     assert [report.duration_text(s) for s in (5, 125, 7260, 3 * 86400 + 7200)] == ["5s", "2m 05s", "2h 01m", "3d 02h"]
+    assert report.count(327_904, 3) == "328k" and report.count(25_413_120, 3) == "25.4M"
     assert report.width_text(1 / 16) == "1/16" and report.width_text(1.0) == "1"
 
 
@@ -69,6 +70,9 @@ def test_the_progress_line():
     assert " D cos 0.750 " in line and line.endswith("| FID 87.65 @ kimg 8.0")
     top = report.progress_line(cfg, record(cfg, 400_000))
     assert "ETA phase 16m 40s, run 16m 40s" in top  # the top phase: no later, slower phase
+    # a line at a phase's last sample belongs to the phase just trained
+    end_of_0 = report.progress_line(cfg, record(cfg, 8000, phase=0, resolution=4, alpha=1.0))
+    assert end_of_0.startswith("phase 0 4² α 1.00 | kimg 8.0/500.0") and "ETA phase 0s, run ≥ " in end_of_0
 
 
 def test_the_progress_reporter_on_a_terminal_and_off_it(capsys, monkeypatch):

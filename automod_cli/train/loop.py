@@ -648,7 +648,7 @@ class Trainer:
                  f"  data      {data.describe()}; mirror {'on' if cfg['mirror'] else 'off'}, split {cfg['split']}",
                  f"  device    {self.device}{threads}{procs}, {report.effective_precision(cfg, self.device.type)}",
                  f"  model     {mc.resolution}² {mc.variant}, width {report.width_text(float(mc.width))}, latent "
-                 f"{mc.latent_dim}: encoder {report.count(n_enc)} + decoder {report.count(n_dec)} parameters",
+                 f"{mc.latent_dim}: encoder {report.count(n_enc, 3)} + decoder {report.count(n_dec, 3)} parameters",
                  f"  preset    {what}"]
         lines += [f"  departs   {d}" for d in departures] or ["  departs   nothing: the paper's settings"]
         if data.resolution is not None and data.resolution < cfg["resolution"]:

@@ -24,11 +24,14 @@ SCHEDULE_KEYS = {"phase_starts", "lr", "margin", "batch", "fade"}
 # Numbers as people read them
 
 
-def count(n: int | float) -> str:
-    """2_400_000 -> '2.4M', 20_040_000 -> '20.04M', 8000 -> '8k', 500 -> '500'."""
+def count(n: int | float, digits: int | None = None) -> str:
+    """2_400_000 -> '2.4M', 20_040_000 -> '20.04M', 8000 -> '8k', 500 -> '500'; with ``digits``, rounded to
+    that many significant digits (327_904 -> '328k' with 3)."""
     n = int(n)
     for unit, size in (("M", 1_000_000), ("k", 1_000)):
         if abs(n) >= size:
+            if digits:
+                return f"{n / size:.{digits}g}" + unit
             return f"{n / size:.3f}".rstrip("0").rstrip(".") + unit
     return str(n)
 
@@ -221,11 +224,12 @@ def cosine(record: dict, latent_dim: int) -> float:
     return latent_dim * (2.0 - record["cos"])
 
 
-def eta(cfg: dict, samples: int, rate: float) -> tuple[float, float, bool]:
+def eta(cfg: dict, samples: int, rate: float, phase: int | None = None) -> tuple[float, float, bool]:
     """(seconds to the end of the phase, to the end of the run, whether later phases remain): at ``rate``,
-    which later phases (higher resolutions) will not keep, so the run's is a lower bound then."""
+    which later phases (higher resolutions) will not keep, so the run's is a lower bound then. ``phase``:
+    the phase just trained (a log line at a phase's last sample belongs to it), else the one at ``samples``."""
     starts, duration = cfg["phase_starts"], cfg["duration"]
-    p = max(i for i, s in enumerate(starts) if s <= samples)
+    p = max(i for i, s in enumerate(starts) if s <= samples) if phase is None else phase
     end = min(starts[p + 1] if p + 1 < len(starts) else duration, duration)
     if rate <= 0:
         return math.inf, math.inf, end < duration
@@ -249,7 +253,7 @@ def kimg(samples: int, duration: int) -> str:
 
 def progress_line(cfg: dict, r: dict, fid: dict | None = None) -> str:
     """One line per log interval: where the run is, how fast, how long to go, and the latest losses."""
-    phase_eta, run_eta, more = eta(cfg, r["samples"], r["images_per_s"])
+    phase_eta, run_eta, more = eta(cfg, r["samples"], r["images_per_s"], r["phase"])
     line = (f"phase {r['phase']} {r['resolution']}² α {r['alpha']:.2f} | {kimg(r['samples'], cfg['duration'])}"
             f" | {r['images_per_s']:,.1f} img/s | ETA phase "
             f"{duration_text(phase_eta)}, run {'≥ ' if more else ''}{duration_text(run_eta)} | "
@@ -303,7 +307,7 @@ class ProgressReporter:
         self._phase_task(plan, samples)
         start = self.cfg["phase_starts"][plan["phase"]]
         rate = self.last["images_per_s"] if self.last else 0.0
-        phase_eta, run_eta, more = eta(self.cfg, samples, rate)
+        phase_eta, run_eta, more = eta(self.cfg, samples, rate, plan["phase"])
         where = (f"α {plan['alpha']:.2f} {kimg(samples, self.cfg['duration'])} {rate:,.1f} img/s ETA "
                  f"{duration_text(phase_eta)}, run {'≥ ' if more else ''}{duration_text(run_eta)}")
         self.bars.update(self.task, completed=samples - start, where=where)
