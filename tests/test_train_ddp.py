@@ -93,6 +93,7 @@ def test_host_side_agreements_use_a_gloo_group_beside_nccl(tmp_path):
 
 
 def _busy_worker(rank, world, rendezvous, data, run_dir, holder_pid):
+    torch.set_num_threads(1)  # (as _worker: two ranks on two cores)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         try:
