@@ -43,10 +43,53 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
 
 
 def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--duration", "lots", "--dry-run"]) == 2
+    base = ["train", str(tmp_path), "--out", str(tmp_path / "r"), "--preset", "ffhq256", "--dry-run"]
+    assert main([*base, "--duration", "lots"]) == 2
     assert "cannot read 'lots'" in capsys.readouterr().err
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--set", "nope=1", "--dry-run"]) == 2
+    assert main([*base, "--set", "nope=1"]) == 2
     assert "unknown training setting 'nope'" in capsys.readouterr().err
+    assert main([*base, "--metrics", "kid"]) == 2
+    assert "unknown metric 'kid'" in capsys.readouterr().err
+
+
+def test_no_silent_default_preset(tmp_path, capsys):
+    """Without --preset the data's resolution picks the one preset that trains it, and says so; data that
+    several presets (or none) could train stops with the list."""
+    faces32 = write_random_images(tmp_path / "faces32", 3, 32, seed=1)
+    assert main(["train", str(faces32), "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["preset"] == "toy32"
+    assert "no --preset given: the data is 32² and toy32 is the one preset at 32²" in captured.err
+    for size, why in ((256, "4 presets train 256² (ffhq256, celebahq256, lsun-cars256, lsun-bedrooms256)"),
+                      (48, "no preset trains 48² images")):
+        data = write_random_images(tmp_path / f"d{size}", 2, size, seed=1)
+        assert main(["train", str(data), "--out", str(tmp_path / "r"), "--dry-run"]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and "toy64 (64², CPU)" in err[0] and captured.out == ""
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_prints_the_phase_table_and_warns_about_a_short_run(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--preset", "toy32", "--duration", "6k",
+                 "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the run ends at 6k samples, before its top phase (32²) starts at 32k" in err
+    assert "the model will be 4²" in err
+    rows = [line.split() for line in err.splitlines() if line.strip()[:1].isdigit()]
+    assert rows[0][:6] == ["0", "4²", "0", "6k", "32", "0.001"] and rows[3][:3] == ["3", "32²", "32k"]
+    assert "(not reached)" in err
+
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--preset", "lsun-bedrooms256",
+                 "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "no departures from the paper" in err
+    rows = [line.split() for line in err.splitlines() if line.strip()[:1].isdigit()]
+    assert rows[6] == ["6", "256²", "24.84M", "2.76M", "32", "0.001", "0.05"]
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--preset", "ffhq256", "--precision",
+                 "bf16", "--batch-size", "16", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "bf16 autocast (paper fp32)" in err and "batch [16, 16, 16, 16, 16, 16, 16]" in err
 
 
 def test_run_dir_bad_image_skipped_and_config_mismatch(tmp_path, capsys):
@@ -56,13 +99,24 @@ def test_run_dir_bad_image_skipped_and_config_mismatch(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(run), *TINY]) == 0
     err = capsys.readouterr().err
     assert "trained to 64 samples" in err
+    # the start-up summary, then one progress line per log interval
+    for start in ("automod train: ", "  data      11 images (folder", "  device    cpu, 1 thread, fp32",
+                  "  model     8² large, width 1/64, latent 16", "  preset    toy32: a CPU-sized preset",
+                  "  departs   width 1/64 (paper 1)"):
+        assert any(line.startswith(start) for line in err.splitlines()), start
+    progress = [line for line in err.splitlines() if line.startswith("phase ")]
+    assert len(progress) == 4 and progress[-1].startswith("phase 1 8² α 1.00 | kimg 0.064/0.064 | ")
+    assert "img/s | ETA phase 0s, run 0s | E " in progress[-1] and " D cos " in progress[-1]
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["resolution"] == 8 and cfg["width"] == 0.015625
     lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["samples"] for r in lines] == [16, 32, 48, 64]
     for key in ("kl_real", "kl_fake", "recon", "kl_gap", "loss_e", "kl_dec", "cos", "consistency", "loss_d",
-                "phase", "resolution", "alpha", "lr", "images_per_s"):
+                "phase", "resolution", "alpha", "lr", "images_per_s", "cosine"):
         assert key in lines[-1]
+    # the progress line shows the latent term as a cosine; the log keeps the raw term too
+    assert lines[-1]["cosine"] == pytest.approx(16 * (2 - lines[-1]["cos"]), abs=1e-5)
+    assert f"D cos {lines[-1]['cosine']:.3f} " in progress[-1]
     assert lines[-1]["skipped_files"] == 1  # the broken file was met, replaced and counted
     assert (run / "model.safetensors").exists() and (run / "state" / "state.safetensors").exists()
     grids = sorted(p.name for p in (run / "grids").iterdir())

@@ -1,12 +1,15 @@
 """Two CPU processes (gloo) with the global batch split between them train like one process."""
 
+import os
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from automod_cli.train.loop import Trainer, shutdown_distributed
+from automod_cli.train.distributed import shutdown_distributed
+from automod_cli.train.lock import RunDirectoryBusy, RunLock
+from automod_cli.train.loop import Trainer
 from automod_cli.train.schedule import resolve_config
 from conftest import write_random_images
 
@@ -37,6 +40,7 @@ def _worker(rank, world, rendezvous, data, run_dir):
 def test_two_gloo_processes_match_one(tmp_path):
     data = make_images(tmp_path / "data")
     mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(data), str(tmp_path / "two")), nprocs=2, join=True)
+    assert not (tmp_path / "two" / "train.lock").exists()  # the job's ranks shared one lock, released at the end
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -59,7 +63,7 @@ def test_two_gloo_processes_match_one(tmp_path):
 
 
 def _control_worker(rank, world, rendezvous):
-    from automod_cli.train import loop
+    from automod_cli.train import distributed
 
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
@@ -68,17 +72,17 @@ def _control_worker(rank, world, rendezvous):
         real = dist.get_backend
         dist.get_backend = lambda group=None: "nccl"
         try:
-            group = loop.control_group()
+            group = distributed.control_group()
         finally:
             dist.get_backend = real
         assert group is not dist.group.WORLD
-        assert loop.control_group() is group  # made once per world
+        assert distributed.control_group() is group  # made once per world
         # rank 1's parameter got no gradient: it gets zeros, and the other is averaged
         a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
         a.grad = torch.full((2,), float(rank + 1))
         if rank == 0:
             b.grad = torch.full((3,), 4.0)
-        loop.average_gradients([a, b])
+        distributed.average_gradients([a, b])
         assert torch.equal(a.grad, torch.full((2,), 1.5)) and torch.equal(b.grad, torch.full((3,), 2.0))
     finally:
         shutdown_distributed()
@@ -86,3 +90,29 @@ def _control_worker(rank, world, rendezvous):
 
 def test_host_side_agreements_use_a_gloo_group_beside_nccl(tmp_path):
     mp.spawn(_control_worker, args=(2, str(tmp_path / "rendezvous")), nprocs=2, join=True)
+
+
+def _busy_worker(rank, world, rendezvous, data, run_dir, holder_pid):
+    torch.set_num_threads(1)  # (as _worker: two ranks on two cores)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        try:
+            Trainer(resolve_config("toy32", OVERRIDES), data, run_dir, progress=False).run()
+        except RunDirectoryBusy as e:
+            assert f"PID {holder_pid} " in str(e), str(e)  # every rank stops, with rank 0's message
+        else:
+            raise AssertionError(f"rank {rank} trained in a locked run directory")
+    finally:
+        shutdown_distributed()
+
+
+def test_every_rank_stops_when_another_trainer_holds_the_run_directory(tmp_path):
+    data = make_images(tmp_path / "data")
+    holder = RunLock(tmp_path / "run")
+    holder.acquire()
+    try:
+        mp.spawn(_busy_worker, args=(2, str(tmp_path / "rendezvous"), str(data), str(tmp_path / "run"), os.getpid()),
+                 nprocs=2, join=True)
+    finally:
+        holder.release()
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -43,12 +43,19 @@ def test_cos_mismatch_reference_scaling():
 
 
 def test_consistency_and_l1_by_hand():
+    # The reference's z_mix_diff (train.py:309, utils.py:65-66: ``(x - y).pow(2).mean(dim=1).mean()`` on
+    # [mix_N, -1] views) detaches neither side: the target h = θ_[0,j)(z_A) gets the opposite gradient.
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     t = torch.tensor([[1.0, 0.0], [0.0, 4.0]], requires_grad=True)
     mse = losses.consistency_mse(f, t)
     assert mse.item() == pytest.approx((4 + 9) / 4)
     mse.backward()
-    assert t.grad is None  # the target (z_A's features) is not pushed towards the re-decode
+    expected = 2 * (f - t).detach() / 4
+    assert torch.allclose(f.grad, expected) and t.grad is not None and torch.allclose(t.grad, -expected)
+    # hold_target (the CPU presets' consistency_grad "image") detaches the target only
+    f.grad = t.grad = None
+    losses.consistency_mse(f, t, hold_target=True).backward()
+    assert torch.allclose(f.grad, expected) and t.grad is None
     assert losses.l1_loss(torch.tensor([-1.0, 2.0, -3.0, 0.0])).item() == pytest.approx(1.5)
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,11 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--preset", "toy32", "--resolution", "8", "--width", "0.015625", "--latent-dim", "16",
          "--set", "phase_starts=[0,64]", "--fade", "64", "--duration", "384", "--batch-size", "8",
          "--workers", "0", "--device", "cpu", "--log-every", "8", "--checkpoint-every", "32",
-         "--grid-every", "100000", "--seed", "3", "--threads", "1", "--loss", "robust"]
-# The adaptive robust loss (not the toy presets' L1), so its learned parameters must resume too.
+         "--grid-every", "100000", "--seed", "3", "--threads", "1", "--loss", "robust",
+         "--set", "fade_first_phase=true", "--set", "robust_carry_over=true"]
+# The adaptive robust loss (not the toy presets' L1), so its learned parameters must resume too, and the
+# paper presets' phase starts: the 4² fade (pool off until 64 samples) and the robust loss carried over to
+# 8² at 64 samples, where a checkpoint falls.
 OVERRIDES = {"loss": "robust", "resolution": 8, "width": 0.015625, "latent_dim": 16, "phase_starts": [0, 64],
              "fade": 64, "duration": 384, "batch": 8, "workers": 0, "device": "cpu", "log_every": 8, "checkpoint_every": 32,
-             "grid_every": 100000, "seed": 3, "threads": 1}
+             "grid_every": 100000, "seed": 3, "threads": 1, "fade_first_phase": True, "robust_carry_over": True}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest)
@@ -65,6 +69,12 @@ def test_lost_progress_resume_is_bit_exact(tmp_path):
     # the log was cut back to the resumed state and continued: one line per 8 samples, no duplicates
     samples = [json.loads(line)["samples"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert samples == list(range(8, 385, 8))
+    # stopped exactly at the 8² phase start (a checkpoint at 64): the resumed run carries the robust loss
+    # over at its first iteration, as the uninterrupted run did
+    Trainer(cfg, data, tmp_path / "at-phase", progress=False).run(max_iterations=8)
+    assert load_state(tmp_path / "at-phase" / "state" / "state.safetensors")[1]["samples"] == 64
+    Trainer(cfg, data, tmp_path / "at-phase", progress=False).run()
+    assert_same_state(ref, state_tensors(tmp_path / "at-phase"))
 
 
 def run_cli(args, **kw):
@@ -87,17 +97,25 @@ def wait_for_samples(run_dir, at_least, proc, timeout=120):
     raise AssertionError("training did not get going in time")
 
 
-def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
+def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path, capsys):
     data = make_images(tmp_path / "data")
     run = tmp_path / "run"
     args = [str(data), "--out", str(run), *FLAGS]
 
     p = run_cli(args)
     wait_for_samples(run, 40, p)
+    # a second trainer on the same run directory while the first runs: refused in one line naming it
+    from automod_cli.cli.app import main
+
+    assert main(["train", *args]) == 2
+    refused = capsys.readouterr().err.strip().splitlines()
+    assert len(refused) == 1 and "another trainer is using this run directory" in refused[0]
+    assert f"PID {p.pid} on {socket.gethostname()}" in refused[0]
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
     assert "interrupted at" in err and "state saved" in err
+    assert not (run / "train.lock").exists()  # released on the way out
     # the final checkpoint holds the state at the stop, which is the last logged sample count
     last_logged = json.loads((run / "log.jsonl").read_text().splitlines()[-1])["samples"]
     assert load_state(run / "state" / "state.safetensors")[1]["samples"] == last_logged >= 40
@@ -107,11 +125,15 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
     p.kill()  # SIGKILL: no chance to save; the last checkpoint (every 32 samples) is what survives
     p.communicate(timeout=60)
     assert p.returncode == -signal.SIGKILL
+    assert (run / "train.lock").exists()  # left behind, held by nobody
+    killed = p.pid
 
     p = run_cli(args)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert "resuming from" in err
+    assert f"took over the lock left by a trainer that is no longer running (PID {killed} on" in err
+    assert not (run / "train.lock").exists()
     resumed_from = int(err.split("resuming from ")[1].split()[0])
     assert 0 < resumed_from < 384 and resumed_from % 32 == 0
     assert_same_state(uninterrupted(data, tmp_path / "ref"), state_tensors(run))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from automod_cli.errors import UserError
-from automod_cli.train.loop import run_decoder, NonFiniteLoss, Trainer
+from automod_cli.train.loop import NonFiniteLoss, Trainer
+from automod_cli.train.networks import run_decoder
 from automod_cli.train.schedule import resolve_config, step_plan
 from conftest import write_random_images
 
@@ -139,7 +140,7 @@ def test_image_pool_swaps_fakes_one_after_another():
     # The pool's decisions are index vectors drawn on the host; applied, they must give what the plain
     # sequential rule gives: store until full, then each fake has a 50% chance to be swapped with a
     # random stored one (which may be a fake stored earlier in the same batch).
-    from automod_cli.train.loop import ImagePool
+    from automod_cli.train.pool import ImagePool
 
     size, n = 5, 4
     pool, gen = ImagePool(size), torch.Generator().manual_seed(7)
@@ -210,7 +211,7 @@ def test_consistency_grad_image_reaches_the_decoder_only_through_the_mixed_image
 
     import torch.nn.functional as F
 
-    from automod_cli.train.loop import code_stack_mixed
+    from automod_cli.train.networks import code_stack_mixed
 
     data = make_images(tmp_path / "data")
     grads = {}

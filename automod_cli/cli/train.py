@@ -18,8 +18,10 @@ def register(app: typer.Typer) -> None:
     def train(
         data: Path = typer.Argument(..., help="Training images: a folder (recursive), a .zip or an LMDB."),
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (re-running the same command resumes)."),
-        preset: str = typer.Option("ffhq256", "--preset", help="ffhq256, ffhq512, celebahq256, lsun-cars256, "
-                                   "lsun-bedrooms256, toy32 or toy64."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="ffhq256, ffhq512, celebahq256, lsun-cars256, "
+                                             "lsun-bedrooms256 (the reference's runs), toy32 or toy64 (CPU). "
+                                             "Default: the one preset at the data's resolution, else an error "
+                                             "listing them."),
         resolution: Optional[int] = typer.Option(None, "--resolution", help="Top resolution (cuts the schedule)."),
         duration: Optional[str] = typer.Option(None, "--duration", help="Samples to train for, e.g. 30M, 500k."),
         checkpoint_every: Optional[str] = typer.Option(None, "--checkpoint-every", help="Samples between "
@@ -39,8 +41,14 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: PyTorch's default; 1 is "
                                               "often fastest on a busy machine)."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA, fp32 on "
-                                                "CPU), fp32 or bf16."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="fp32 (the paper presets; TF32 "
+                                                "convolutions on CUDA), bf16 (autocast), or auto (bf16 on CUDA, "
+                                                "fp32 on CPU; the CPU presets)."),
+        metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics during training: fid (EMA samples "
+                                              "against the training data, as `automod fid`), or none."),
+        metrics_every: Optional[str] = typer.Option(None, "--metrics-every", help="Samples between metric "
+                                                    "evaluations, e.g. 500k (and one at the end)."),
+        metrics_n: Optional[str] = typer.Option(None, "--metrics-n", help="Images per evaluation, e.g. 10k."),
         init: Optional[Path] = typer.Option(None, "--init", help="Start from this model file (its weights, at the "
                                             "top phase with α = 1) instead of from scratch: fine-tuning."),
         cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay captured "
@@ -48,11 +56,13 @@ def register(app: typer.Typer) -> None:
                                                    "much faster for small models). Off by default."),
         settings: List[str] = typer.Option([], "--set", help="Any other setting, KEY=VALUE (VALUE as JSON), e.g. "
                                            "--set 'phase_starts=[0,20000,40000]'. Repeatable."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration (JSON) and exit."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration (JSON, on stdout) "
+                                     "and the phase table (stderr), and exit."),
         overwrite: bool = OverwriteOpt,
     ) -> None:
         """Train an automodulator, growing from 4x4 to the target resolution."""
         from ..errors import UserError
+        from ..train import report
         from ..train.schedule import resolve_config
 
         overrides = {"resolution": resolution, "duration": duration, "checkpoint_every": checkpoint_every,
@@ -60,7 +70,8 @@ def register(app: typer.Typer) -> None:
                      "batch": batch_size, "fade": fade, "lr": lr, "loss": loss, "workers": workers,
                      "mirror": mirror, "log_every": log_every, "grid_every": grid_every, "device": device,
                      "threads": threads, "precision": precision, "cuda_graphs": cuda_graphs,
-                     "init": str(init) if init is not None else None}
+                     "init": str(init) if init is not None else None, "metrics": metrics,
+                     "metrics_every": metrics_every, "metrics_n": metrics_n}
         for item in settings:
             key, sep, value = item.partition("=")
             if not sep:
@@ -69,9 +80,20 @@ def register(app: typer.Typer) -> None:
                 overrides[key.strip()] = json.loads(value)
             except json.JSONDecodeError:
                 overrides[key.strip()] = value
+        if preset is None:
+            preset, why = report.choose_preset(report.probe_data(data))
+            say(why)
         cfg = resolve_config(preset, overrides)
         if dry_run:
             print(json.dumps(cfg, indent=2, sort_keys=True))
+            what, departs = report.departures(cfg, "cuda" if cfg["device"].startswith("cuda") else "cpu")
+            say(f"{what}; " + ("departs from the paper in: " + "; ".join(departs) if departs
+                               else "no departures from the paper"))
+            for line in report.phase_table(cfg):
+                say(line)
+            warning = report.duration_warning(cfg)
+            if warning:
+                say(warning)
             return
         from ..train import run_training
 

@@ -1,5 +1,6 @@
 """Training: presets and schedule (``schedule``), loss terms (``losses``), training state on disk
-(``state``) and the training loop (``loop``).
+(``state``), the trainer (``loop``) and its parts: the networks' training-time pieces (``networks``),
+the image pool (``pool``), several processes (``distributed``) and CUDA graphs (``graphs``).
 
     from automod_cli.train import run_training
     from automod_cli.train.schedule import resolve_config
@@ -23,7 +24,8 @@ def run_training(cfg: dict, data: str | Path, run_dir: str | Path, overwrite: bo
     import torch
 
     from ..devices import resolve_device
-    from .loop import Interrupted, Trainer, init_distributed, shutdown_distributed
+    from .distributed import init_distributed, shutdown_distributed
+    from .loop import Interrupted, Trainer
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))  # results are bit-exact for a fixed thread count

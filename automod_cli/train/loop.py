@@ -1,4 +1,4 @@
-"""The automodulator training game (spec §2): one encoder step, then one decoder step, per iteration.
+"""The trainer: the automodulator training game (spec §2): one encoder step, then one decoder step, per iteration.
 
 ``Trainer(cfg, data, run_dir)`` holds the encoder φ, the live decoder θ, its EMA, the adaptive
 robust-loss parameters, both Adam optimisers, the image pool, the trainer's random generator and
@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -40,9 +39,12 @@ from ..io.atomic import write_text_atomic
 from ..model import Automodulator, ModelConfig
 from ..model.decoder import Decoder
 from ..model.encoder import Encoder
-from ..model.layers import SpectralNormConv2d
 from . import losses
+from .distributed import average_gradients, broadcast_text, control_group, dist_info, gather_batch
 from .graphs import StepGraphs
+from .lock import RunDirectoryBusy, RunLock
+from .networks import advance_power_iteration, code_stack_mixed, run_decoder
+from .pool import ImagePool
 from .schedule import config_differences, step_plan
 from .state import (STATE_NAME, load_module, load_state, module_tensors, optimizer_from_flat, optimizer_to_flat,
                     rng_restore, rng_snapshot, save_state)
@@ -60,216 +62,6 @@ class Interrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
-
-
-# ----------------------------------------------------------------------------------------------
-# Distributed helpers (all no-ops in a single process)
-
-
-def dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device_name: str) -> tuple[int, int, int]:
-    """Join the torchrun process group when launched by torchrun; returns (rank, world, local_rank)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-_CONTROL_GROUP = None
-
-
-def control_group():
-    """The process group for the small host-side agreements between ranks (which parameters got a
-    gradient, whether to stop). They are CPU tensors on gloo: on NCCL they would be GPU tensors, and
-    reading one back is a host synchronisation every step. Created on first use, which every rank
-    reaches at the same point."""
-    global _CONTROL_GROUP
-    import torch.distributed as dist
-
-    world = dist.group.WORLD
-    if _CONTROL_GROUP is None or _CONTROL_GROUP[0] is not world:  # none yet, or made for an old world
-        _CONTROL_GROUP = (world, world if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
-    return _CONTROL_GROUP[1]
-
-
-def shutdown_distributed() -> None:
-    """Leave the process groups: the control group first, then the world. (A gloo group still referenced
-    after its world is destroyed is torn down at interpreter exit, and that can abort the process.)"""
-    global _CONTROL_GROUP
-    import torch.distributed as dist
-
-    control, _CONTROL_GROUP = _CONTROL_GROUP, None
-    if not dist.is_initialized():
-        return
-    if control is not None and control[1] is not control[0]:
-        dist.destroy_process_group(control[1])
-    dist.destroy_process_group()
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0; the backward sums every rank's gradient and keeps this rank's slice."""
-
-    @staticmethod
-    def forward(ctx, x):
-        import torch.distributed as dist
-
-        rank, world = dist_info()
-        ctx.rank, ctx.n = rank, x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad):
-        import torch.distributed as dist
-
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
-
-
-def gather_batch(x: torch.Tensor, grad: bool = True) -> torch.Tensor:
-    _, world = dist_info()
-    if world == 1:
-        return x
-    if grad:
-        return _GatherWithGrad.apply(x)
-    import torch.distributed as dist
-
-    parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
-def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Average gradients over ranks. A parameter that got a gradient on any rank gets one on all
-    (zeros where it had none), as one process with the whole batch would have given it one."""
-    _, world = dist_info()
-    if world == 1:
-        return
-    import torch.distributed as dist
-
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX, group=control_group())
-    used = [p for p, h in zip(params, has.tolist()) if h]
-    for p in used:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    if not used:
-        return
-    flat = torch.cat([p.grad.reshape(-1) for p in used])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for p in used:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
-        offset += p.numel()
-
-
-# ----------------------------------------------------------------------------------------------
-# Model pieces
-
-
-@torch.no_grad()
-def advance_power_iteration(encoder: Encoder, phase: int) -> None:
-    """One spectral-norm power iteration for every SN conv the encoder used at ``phase``."""
-    for block in encoder.blocks[: phase + 1]:
-        for m in block.modules():
-            if isinstance(m, SpectralNormConv2d):
-                wm = m.weight.reshape(m.weight.shape[0], -1)
-                v = F.normalize(wm.t() @ m.u.to(wm.dtype), dim=0, eps=1e-12)
-                m.u.copy_(F.normalize(wm @ v, dim=0, eps=1e-12))
-
-
-def code_stack_mixed(z: torch.Tensor, z_b: torch.Tensor, n_mixed: int, cross: int | None,
-                     n: int) -> torch.Tensor:
-    """[B, n, D]: z at every block, except the first ``n_mixed`` rows take z_b from block ``cross`` on.
-    (The masks are made on the device: no host tensor is copied in the middle of a step.)"""
-    stack = z.unsqueeze(1).expand(-1, n, -1)
-    if cross is None or n_mixed == 0:
-        return stack
-    late = torch.arange(n, device=z.device) >= cross
-    rows = torch.arange(z.shape[0], device=z.device) < n_mixed
-    return torch.where(rows[:, None, None] & late[None, :, None], z_b.unsqueeze(1), stack)
-
-
-def run_decoder(dec: Decoder, stack: torch.Tensor, phase: int, alpha: float, noise: bool,
-                split: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Image at ``phase`` (with the fade) and the feature map after blocks [0, split)."""
-    fade = alpha < 1.0 and phase > 0
-    cuts = {0, phase + 1}
-    if split:
-        cuts.add(split)
-    if fade:
-        cuts.add(phase)
-    cuts = sorted(cuts)
-    h, feats = None, {}
-    for a, b in zip(cuts, cuts[1:]):
-        h = dec.features(stack, a, b, h, noise=noise)
-        feats[b] = h
-    img = dec.to_image(h, phase, alpha, feats.get(phase) if fade else None)
-    return img, feats.get(split) if split else None
-
-
-class ImagePool:
-    """Past fakes (pix2pix-style): until full, fakes are stored and passed through; then each new fake
-    has a 50% chance to be swapped with a random stored one (one after another, so a fake stored
-    earlier in the same batch can come straight back out).
-
-    The stored fakes are one device tensor. ``draw`` makes every decision on the host, from the
-    trainer's generator, as two index vectors into ``cat([stored, fakes])`` (the batch's output and
-    the store's new content); ``apply`` is then two gathers. So a step never reads a device value on
-    the host, and a captured CUDA graph replays it with new indices.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.count = 0  # slots filled so far
-        self.images: torch.Tensor | None = None
-
-    def ensure(self, shape: tuple[int, ...], device: torch.device) -> None:
-        """Storage for fakes of ``shape`` (one image) on ``device``, made once per pool."""
-        if self.images is None and self.size > 0:
-            self.images = torch.zeros((self.size, *shape), device=device)
-
-    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        draws = torch.rand(n, generator=gen)
-        slots = torch.randint(0, self.size, (n,), generator=gen)
-        held = list(range(self.size))  # held[s]: the row of cat([stored, fakes]) that slot s holds
-        out = []
-        for k in range(n):
-            row = self.size + k
-            if self.count < self.size:
-                held[self.count] = row
-                self.count += 1
-                out.append(row)
-            elif draws[k] < 0.5:
-                s = int(slots[k])
-                out.append(held[s])
-                held[s] = row
-            else:
-                out.append(row)
-        return torch.tensor(out), torch.tensor(held)
-
-    def apply(self, fakes: torch.Tensor, out_rows: torch.Tensor, held_rows: torch.Tensor) -> torch.Tensor:
-        both = torch.cat([self.images, fakes.to(self.images.dtype)])
-        self.images.copy_(both[held_rows])
-        return both[out_rows]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -570,7 +362,7 @@ class Trainer:
             self.pool.ensure((3, r, r), self.device)
             out_rows, held_rows = self.pool.draw(G, self.generator)
             inputs.update(pool_out=self._to_device(out_rows), pool_held=self._to_device(held_rows))
-        m = self._local_count(int(round(G * cfg["e_mix_fraction"])), G)
+        m = self._local_count(int(G * cfg["e_mix_fraction"]), G) if cross is not None else 0  # train.py:198, 202
         compute = lambda **t: self._encoder_compute(plan, cross, m, **t)  # noqa: E731
         return self._step("encoder", compute, (cross, m), inputs, plan)
 
@@ -625,7 +417,7 @@ class Trainer:
         z = self._codes(G)
         z_b = self._codes(G)
         cross = int(torch.randint(1, p + 1, (1,), generator=self.generator)) if p > 0 else None
-        n_mixed = int(round(G * cfg["d_mix_fraction"])) if cross is not None else 0
+        n_mixed = int(G * cfg["d_mix_fraction"]) if cross is not None else 0  # int(), as train.py:287
         inputs = {"z": self._to_device(self._local(z)), "z_b": self._to_device(self._local(z_b))}
         if x_real is not None and float(cfg.get("decoder_recon_weight", 0.0)) > 0:
             inputs["x_real"] = x_real
@@ -651,11 +443,13 @@ class Trainer:
         # averaged over ranks), so the result equals the single-process mean.
         cos = self.world * losses.cos_mismatch(z_hat[m:], z[m:], "sum") / (G - n_mixed)
         if m:
-            # The target h is held fixed (consistency_mse detaches it). consistency_grad "image" also holds
-            # the measuring blocks fixed, so the term can only be lowered by images that carry z_A's coarse
-            # features, not by the coarse blocks learning to ignore the code difference. "all" (as the
-            # reference): the re-decode trains the blocks [0, j) too.
-            held = list(self.decoder.blocks[:cross].parameters()) if cfg["consistency_grad"] == "image" else []
+            # consistency_grad "all" (the reference, train.py:257-269 and 309): neither side is detached, so
+            # the gradient reaches the blocks [0, j) through the re-decode θ_[0,j)(ẑ) and through the
+            # target h = θ_[0,j)(z_A), and every block through the mixed image x̃. "image" (the CPU presets)
+            # holds the target and the measuring blocks fixed, so the term can only be lowered by images
+            # that carry z_A's coarse features, not by the coarse blocks learning to ignore the code.
+            image_only = cfg["consistency_grad"] == "image"
+            held = list(self.decoder.blocks[:cross].parameters()) if image_only else []
             for q in held:
                 q.requires_grad_(False)
             try:
@@ -664,8 +458,8 @@ class Trainer:
             finally:
                 for q in held:
                     q.requires_grad_(True)
-            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[:m].float(), "sum") / (
-                n_mixed * h_again[0].numel())
+            cons = self.world * losses.consistency_mse(h_again.float(), h_cross[:m].float(), "sum",
+                                                       hold_target=image_only) / (n_mixed * h_again[0].numel())
         else:
             cons = torch.zeros((), device=self.device)
         loss = cfg["kl_weight"] * kl + cfg["cos_weight"] * cos + cfg["consistency_weight"] * cons
@@ -701,13 +495,17 @@ class Trainer:
 
     def train_iteration(self, x_real: torch.Tensor, plan: dict) -> dict[str, torch.Tensor]:
         if plan["phase"] != self.pool_phase or plan["pool_size"] != self.pool.size:
+            if plan["phase"] > self.pool_phase and self.cfg["robust_carry_over"] and len(self.robust):
+                self.carry_over_robust(plan["phase"])
             self.pool = ImagePool(plan["pool_size"])  # reset at each phase change
             self.pool_phase = plan["phase"]
             if self.graphs is not None:
                 self.graphs.clear()
         from ..data.datasets import fade_real_images
 
-        x_real = fade_real_images(x_real.to(self.device, non_blocking=True), plan["alpha"])
+        x_real = x_real.to(self.device, non_blocking=True)
+        if plan["phase"] > 0:  # no fade of the real images at 4² (data.py:47), whatever α is
+            x_real = fade_real_images(x_real, plan["alpha"])
         if self.cuda:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
         terms = self.encoder_step(x_real, plan)
@@ -715,6 +513,19 @@ class Trainer:
         self.samples += plan["batch"]
         self.iteration += 1
         return terms
+
+    @torch.no_grad()
+    def carry_over_robust(self, phase: int) -> None:
+        """The robust loss of a new phase starts from the previous phase's α and scale, as the reference's
+        prepareAdaptiveLossForNewPhase (session.py:247-256): on the flattened (channel, row, column)
+        parameters, ``new[0][offset::4] = old[0]`` for offset 0..3, i.e. each old entry fills four
+        consecutive new entries. That is the reference's index map, not a spatial 2× upsample: new row y
+        takes old row y // 2, and its columns come from old columns (y % 2)·R/2 + x // 4 (4² → 8²: row y
+        of the 8² image reads old columns 0-1 for even y and 2-3 for odd y). The latent parameters are
+        copied (α and c are elementwise functions of them, the same at every resolution)."""
+        new, old = self.robust[phase], self.robust[phase - 1]
+        for name in ("latent_alpha", "latent_scale"):
+            getattr(new, name).copy_(getattr(old, name).reshape(-1).repeat_interleave(4).view(new.shape))
 
     def next_batch(self, plan: dict) -> torch.Tensor:
         if self.stream is None:
@@ -762,12 +573,16 @@ class Trainer:
             save_grid(torch.stack(tiles).clamp(-1, 1).cpu(), out / f"{tag}-mixing.png", nrow=5, overwrite=True)
 
     def write_log(self, record: dict) -> None:
+        """One line of log.jsonl: the losses of a log interval, or a metric's result (``"metric"`` key)."""
         self.log_lines.append(json.dumps(record, sort_keys=True))
         write_text_atomic(self.run_dir / "log.jsonl", "\n".join(self.log_lines) + "\n", overwrite=True)
         if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "samples":
-                    self.tb.add_scalar(k, v, record["samples"])
+            if "metric" in record:
+                self.tb.add_scalar(f"metrics/{record['variant']}", record["value"], record["samples"])
+            else:
+                for k, v in record.items():
+                    if isinstance(v, (int, float)) and k != "samples":
+                        self.tb.add_scalar(k, v, record["samples"])
             self.tb.flush()
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -786,13 +601,102 @@ class Trainer:
 
     def run(self, overwrite: bool = False, max_iterations: int | None = None) -> int:
         """Train to the configured duration (or ``max_iterations`` more iterations). Returns the
-        number of samples seen. Raises ``Interrupted`` after saving on SIGINT/SIGTERM."""
+        number of samples seen. Raises ``Interrupted`` after saving on SIGINT/SIGTERM.
+
+        The run directory is locked for the whole run (``lock.py``): a second trainer on it stops with
+        one line naming this one; the lock is released on every way out of here."""
+        lock = self._lock_run_directory()
+        try:
+            return self._run(overwrite, max_iterations)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock_run_directory(self) -> RunLock | None:
+        """Rank 0 takes the lock for the whole torchrun job; every rank stops if it cannot."""
+        lock, busy = None, None
+        if self.is_main:
+            lock = RunLock(self.run_dir, self.command, self.world)
+            try:
+                note = lock.acquire()
+                if note:
+                    self.say(note)
+            except RunDirectoryBusy as e:
+                lock, busy = None, str(e)
+        busy = broadcast_text(busy)
+        if busy is not None:
+            raise RunDirectoryBusy(busy)
+        return lock
+
+    def startup_summary(self, resumed: bool) -> list[str]:
+        """Lines for the start of a run: the data, device and arithmetic, the model, the preset and its
+        departures from the paper, the phase table and any warning about the schedule."""
+        from . import report
+
+        cfg, mc = self.cfg, self.model_config
+        data = report.probe_dataset(self.dataset)
+        start = (f"resuming from {self.samples} samples" if resumed else
+                 f"fine-tuning from {self.init_from['path']} at {report.count(self.samples)} samples"
+                 if self.init_from else "a new run")
+        n_threads = torch.get_num_threads()
+        threads = f", {n_threads} thread{'s' if n_threads != 1 else ''}" if self.device.type == "cpu" else ""
+        procs = f", {self.world} processes" if self.world > 1 else ""
+        n_enc = sum(q.numel() for q in self.encoder.parameters())
+        n_dec = sum(q.numel() for q in self.decoder.parameters())
+        what, departures = report.departures(cfg, self.device.type)
+        lines = [f"automod train: {self.run_dir} ({start})",
+                 f"  data      {data.describe()}; mirror {'on' if cfg['mirror'] else 'off'}, split {cfg['split']}",
+                 f"  device    {self.device}{threads}{procs}, {report.effective_precision(cfg, self.device.type)}",
+                 f"  model     {mc.resolution}² {mc.variant}, width {report.width_text(float(mc.width))}, latent "
+                 f"{mc.latent_dim}: encoder {report.count(n_enc, 3)} + decoder {report.count(n_dec, 3)} parameters",
+                 f"  preset    {what}"]
+        lines += [f"  departs   {d}" for d in departures] or ["  departs   nothing: the paper's settings"]
+        if data.resolution is not None and data.resolution < cfg["resolution"]:
+            lines.append(f"warning: the data is {data.resolution}², below the run's {cfg['resolution']}²: "
+                         f"images are upsampled")
+        lines += ["  phases"] + report.phase_table(cfg)
+        warning = report.duration_warning(cfg)
+        if warning:
+            lines.append(warning)
+        if cfg["metrics"]:
+            lines.append(f"  metrics   {', '.join(cfg['metrics'])} of {cfg['metrics_n']:,} EMA samples every "
+                         f"{report.count(cfg['metrics_every'])} samples and at the end")
+        return lines
+
+    def _evaluate_metrics(self, fid, reporter) -> float:
+        """Compute the configured metrics now (rank 0), log and show them; returns the seconds spent."""
+        from .report import count
+
+        if fid is None:
+            return 0.0
+        t = time.perf_counter()
+        plan = step_plan(self.cfg, self.samples)
+        record = fid.evaluate(self.ema, plan["phase"], plan["alpha"], plan["resolution"], self.cfg["latent_dim"],
+                              self.samples)
+        self.write_log(record)
+        reporter.metric(record, f"{record['variant']} at {count(self.samples)} samples ({plan['resolution']}², "
+                                f"α {plan['alpha']:.2f}): {record['value']:.3f} (EMA samples against "
+                                f"{record['data']['n']:,} training images; {record['wall_s']:.1f} s)",
+                        show=self.show_progress)
+        return time.perf_counter() - t
+
+    def _run(self, overwrite: bool, max_iterations: int | None) -> int:
+        from .report import ProgressReporter, cosine
+
         cfg = self.cfg
         resumed = self.restore_or_start(overwrite)
-        if resumed and self.is_main:
+        if self.is_main and self.show_progress:
+            for line in self.startup_summary(resumed):
+                self.say(line)
+        elif resumed and self.is_main:
             self.say(f"resuming from {self.samples} samples ({self.run_dir})")
         elif self.init_from and self.is_main:
             self.say(f"starting from {self.init_from['path']} at {self.samples} samples (the top phase, α = 1)")
+        fid = None
+        if self.is_main and "fid" in cfg["metrics"]:
+            from .metrics import TrainingFID
+
+            fid = TrainingFID(self.dataset, cfg["metrics_n"], self.device)
         if self.is_main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -813,12 +717,10 @@ class Trainer:
         t_ckpt = time.monotonic()
         samples_last = self.samples
         done_iterations = 0
-        interactive = self.show_progress and sys.stderr.isatty()
-        progress = self._progress() if (self.is_main and interactive) else None
+        reporter = ProgressReporter(cfg, self.say, interactive=sys.stderr.isatty() if self.show_progress else False)
         try:
-            if progress is not None:
-                progress.start()
-                task = progress.add_task("training", total=cfg["duration"], completed=self.samples, rate="")
+            if self.is_main and self.show_progress:
+                reporter.start()
             while self.samples < cfg["duration"]:
                 if max_iterations is not None and done_iterations >= max_iterations:
                     break
@@ -830,9 +732,8 @@ class Trainer:
                 acc += torch.stack([terms[k].detach().float() for k in TERMS])
                 acc_n += 1
                 now = time.perf_counter()
-                if progress is not None:
-                    progress.update(task, completed=self.samples,
-                                    description=f"phase {plan['phase']} {plan['resolution']}² α={plan['alpha']:.2f}")
+                if self.is_main:
+                    reporter.update(self.samples, plan)
                 crossed = lambda every: before // every != self.samples // every  # noqa: E731
                 if crossed(cfg["log_every"]) or self.samples >= cfg["duration"]:
                     if self.world > 1:
@@ -850,16 +751,17 @@ class Trainer:
                               **{k: v for k, v in zip(TERMS, values)},
                               "images_per_s": round((self.samples - samples_last) / max(elapsed, 1e-9), 3),
                               "skipped_files": self.dataset.skipped, "wall_time_s": round(self.wall_time, 1)}
+                    record["cosine"] = round(cosine(record, cfg["latent_dim"]), 6)  # the raw term is "cos"
                     if self.is_main:
                         self.write_log(record)
-                        if progress is not None:
-                            progress.update(task, rate=f"{record['images_per_s']:.1f} img/s")
-                        if progress is None and self.show_progress:
-                            self.say(self._summary(record))
+                        if self.show_progress:
+                            reporter.record(record)
                     acc.zero_()
                     acc_n, t_last, samples_last = 0, now, self.samples
                 if self.is_main and (crossed(cfg["grid_every"]) or self.samples >= cfg["duration"]):
                     self.write_grids()
+                if self.is_main and (crossed(cfg["metrics_every"]) or self.samples >= cfg["duration"]):
+                    t_last += self._evaluate_metrics(fid, reporter)  # not counted in the next images/s
                 if crossed(cfg["checkpoint_every"]) or time.monotonic() - t_ckpt > 60 * cfg["checkpoint_minutes"] \
                         or self.samples >= cfg["duration"]:
                     if self.cuda:
@@ -874,8 +776,7 @@ class Trainer:
                     self.save_checkpoint()
                     raise Interrupted(self.stop_signal or signal.SIGTERM)
         finally:
-            if progress is not None:
-                progress.stop()
+            reporter.stop()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
             if self.stream is not None:
@@ -884,18 +785,3 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
         return self.samples
-
-    def _progress(self):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                        console=Console(stderr=True), transient=False, refresh_per_second=2)
-
-    @staticmethod
-    def _summary(r: dict) -> str:
-        return (f"{r['samples']:>9} samples  phase {r['phase']} {r['resolution']}² α={r['alpha']:.2f}  "
-                f"E {r['loss_e']:.4f} (kl {r['kl_real']:.3f}/{r['kl_fake']:.3f} rec {r['recon']:.4f})  "
-                f"D {r['loss_d']:.4f} (cos {r['cos']:.5f} cons {r['consistency']:.4f})  "
-                f"{r['images_per_s']:.1f} img/s")

@@ -51,9 +51,15 @@ def l1_loss(residual: torch.Tensor) -> torch.Tensor:
     return residual.abs().mean()
 
 
-def consistency_mse(features: torch.Tensor, target: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """Squared error between re-decoded coarse features and the ones z_A produced (target detached)."""
-    sq = (features - target.detach()).pow(2)
+def consistency_mse(features: torch.Tensor, target: torch.Tensor, reduce: str = "mean",
+                    hold_target: bool = False) -> torch.Tensor:
+    """Squared error between re-decoded coarse features and the ones z_A produced.
+
+    As in the reference (train.py:309, ``utils.mismatch(..., 'L2')``), neither side is detached: the
+    gradient reaches the decoder through the re-decode and through the target ``h = θ_[0,j)(z_A)``.
+    ``hold_target`` detaches the target (the CPU presets' ``consistency_grad`` "image").
+    """
+    sq = (features - (target.detach() if hold_target else target)).pow(2)
     return sq.sum() if reduce == "sum" else sq.mean()
 
 

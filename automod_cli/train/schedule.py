@@ -2,8 +2,11 @@
 
 A resolved training configuration is a flat JSON-able dict (``resolve_config``). Per-phase values
 are lists indexed by phase p (resolution 4·2^p): ``phase_starts`` (samples), ``lr``, ``margin`` and
-``batch`` (the global batch, split across ranks). The reference values (spec §2) are per-GPU
-batches; the presets use them as the global batch.
+``batch`` (the global batch, split across ranks).
+
+The paper presets follow the reference code that trained the released models (AaltoVision/automodulator
+db683ed, pioneer/): its phase tables (``makeTS``, train.py:488-530), the learning rates its scheduler
+actually applied, and the batch table of the two GPUs the paper trained on (session.py:17-34).
 """
 
 from __future__ import annotations
@@ -17,10 +20,26 @@ from ..errors import UserError
 K, M = 1_000, 1_000_000
 
 # Reference per-resolution values, phase 0 (4²) .. 8 (1024²).
-REF_BATCH = [128, 128, 128, 64, 32, 32, 16, 4, 4]
-REF_LR = [5e-4, 5e-4, 5e-4, 5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3]
+# Batch: session.py:17-34 keys the batch on torch.cuda.device_count() and nn.DataParallel splits it over
+# the GPUs, so it is the global batch. The paper trained every released model on two GPUs ("With two NVIDIA
+# Titan V100 GPUs, the training times were 10 days for CELEBA-HQ, 10.5 days for FFHQ 256×256 and (total)
+# 22.5 days for FFHQ 512×512, for LSUN Bedrooms 18.5 days, and for Cars 18 days", supplement §B), so the
+# paper presets take the two-GPU table (session.py:26). The reference README's "1-GPU setup has been
+# confirmed to work in all cases up to 9.6M steps, and 2-GPU setup on all other resolutions" says what fits
+# in 12 GB, not that the runs switched; had they started on one GPU, phases 0-3 (4²-32², up to 9.6M) would
+# have run at 128/128/128/64 (session.py:22) instead of 256/256/256/128.
+BATCH_TWO_GPUS = [256, 256, 256, 128, 64, 28, 32, 14, 2]   # session.py:26
+BATCH_ONE_GPU = [128, 128, 128, 64, 32, 32, 16, 4, 1]      # session.py:22
+# lr: makeTS gives 5e-4 for phases 0-3 and 1e-3 from phase 4 (train.py:493-528), but TrainingScheduler.update
+# (training_scheduler.py:11-25) only applies an entry once the sample count passes the *next* entry's start,
+# so entry 0 is never applied: phase 0 (4²) runs at the optimisers' initial lr, args.lr = 0.001
+# (config.py:44; session.py:114-115), the value of every released run (the README's training command gives no
+# --lr). Phases 1-3 get 5e-4 from their entries.
+REF_LR = [1e-3, 5e-4, 5e-4, 5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3]
+# margin: 0 at phases 0-1 (train.py:494; the scheduler starts at m = 0, training_scheduler.py:8), 0.05 from
+# phase 2 (train.py:498, 501, 509, 518); per-data-set changes in the presets below.
 REF_MARGIN = [0.0, 0.0, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]
-REF_STARTS = [0, 2_400 * K, 4_800 * K, 7_200 * K, 9_600 * K, 20_040 * K]
+REF_STARTS = [0, 2_400 * K, 4_800 * K, 7_200 * K, 9_600 * K, 20_040 * K]  # train.py:493-498, 501/509/518, 503/511/520
 
 # Defaults shared by every preset (names are the config keys; every one can be overridden).
 COMMON = {
@@ -30,7 +49,7 @@ COMMON = {
     "fade": 1_200 * K,             # samples of each phase spent fading in (α ramps 0 → 1)
     "lr": REF_LR,
     "margin": REF_MARGIN,
-    "batch": REF_BATCH,
+    "batch": BATCH_TWO_GPUS,
     "adam_betas": [0.0, 0.99],
     "adam_eps": 1e-8,
     "ema_decay": 0.999,
@@ -38,7 +57,11 @@ COMMON = {
     "kl_weight": 0.1,
     "recon_weight": 0.2,
     "match_x_fade": 1.0,           # reconstruction multiplier during a fade ...
-    "match_x_stable": 1.5,         # ... and once α = 1
+    "match_x_stable": 1.5,         # ... and once α = 1 (train.py:387-395)
+    "fade_first_phase": True,      # α ramps at 4² too (train.py:398-399): match_x 1.0 and no image pool for
+                                   # the first `fade` samples; the networks and real images have no fade at 4²
+    "robust_carry_over": True,     # a new phase's robust-loss α and scale start from the previous phase's
+                                   # (session.py:247-256), not from α = 1, c = 1
     "cos_weight": 100.0,
     "consistency_weight": 1.0,
     "consistency_grad": "all",     # all (the reference) or image: see Trainer._decoder_compute
@@ -60,24 +83,50 @@ COMMON = {
     "log_every": 10 * K,           # samples between log lines
     "grid_every": 500 * K,         # samples between image grids
     "device": "auto",
-    "precision": "auto",           # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 everywhere
+    "precision": "fp32",           # fp32 (the reference; on CUDA cuDNN convs use TF32, PyTorch's default),
+                                   # bf16 (autocast everywhere), or auto (bf16 autocast on CUDA, fp32 on CPU)
     "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
     "cuda_graphs": False,          # replay captured CUDA graphs of the training steps (CUDA, one process)
+    "metrics": [],                 # metrics computed during training: fid (EMA samples against the data)
+    "metrics_every": 1 * M,        # samples between metric evaluations (and one at the end)
+    "metrics_n": 10 * K,           # generated (and real) images per evaluation
 }
 
 CPU_FAST = {"loss": "l1", "recon_weight": 1.0, "consistency_grad": "image"}
+# What the CPU presets keep from the trainer before issue 15, so that their runs (and a resumed toy run)
+# train exactly as they did: α = 1 from the start of 4² (the pool on and match_x 1.5 at once), robust-loss
+# parameters that start fresh at each phase (they train with L1, which has none), bf16 autocast on CUDA.
+CPU_KEEP = {"fade_first_phase": False, "robust_carry_over": False, "precision": "auto"}
 
+# The paper presets. Each reproduces a released model of the reference code: its makeTS schedule
+# (train.py:488-530, below per preset), the learning rates of REF_LR, the two-GPU batch table
+# BATCH_TWO_GPUS (the paper's two V100s, see above), the sample count of the released checkpoint as the
+# duration, the robust loss at 0.2·match_x, fp32, the EMA 0.999 and every other COMMON value. --set and
+# the flags change any of them; the start-up summary lists each change as a departure from the paper.
 PRESETS: dict[str, dict] = {
+    # -d ffhq (train.py:508-513): 9,600k p4, 20,040k p5, 30,680k p6 (256²), margin 0.05; the released
+    # FFHQ 256² model saw 34.7M samples.
     "ffhq256": {"resolution": 256, "phase_starts": REF_STARTS + [30_680 * K], "duration": 34_700 * K},
+    # the same schedule on to 512² at 35,700k (train.py:513); released at 42.4M samples.
     "ffhq512": {"resolution": 512, "phase_starts": REF_STARTS + [30_680 * K, 35_700 * K], "duration": 42_400 * K},
+    # -d celebaHQ --small_darch (train.py:500-504): 20,040k p5 at margin 0.02, 27,500k p6 at 0.04;
+    # released at 31.9M samples.
     "celebahq256": {"resolution": 256, "variant": "small", "phase_starts": REF_STARTS + [27_500 * K],
                     "duration": 31_900 * K, "margin": REF_MARGIN[:5] + [0.02, 0.04]},
+    # -d lsun without --lsunm02e (train.py:522-525): 20,040k p5, 30,000k p6 (256²) at margin 0.05; the
+    # released Cars model (32.1M samples) is 256², so it never met the entry at 38,000k (p6, margin 0.08),
+    # which this schedule (one margin per phase) cannot express. No mirroring (supplement §B).
     "lsun-cars256": {"resolution": 256, "phase_starts": REF_STARTS + [30_000 * K], "duration": 32_100 * K,
                      "mirror": False},
-    "lsun-bedrooms256": {"resolution": 256, "phase_starts": REF_STARTS + [30_000 * K], "duration": 27_600 * K,
-                         "mirror": False},
-    # CPU presets: narrow networks, short phases and fades, small batches. They add a direct pixel loss
-    # for the decoder (decoder_recon_weight; the paper's game has none, so its decoder learns only
+    # -d lsun --lsunm02e (train.py:519-521): 20,040k p5 at margin 0.02, 24,840k p6 (256²) at 0.05. The
+    # released Bedrooms model is 256² at 27.6M samples, which only this schedule reaches (the other starts
+    # 256² at 30.0M); it matches the supplement's phase lengths too (128²: 4.8M, 256²: 2.9M samples). The
+    # supplement's "margin 0.2 from 128×128 upwards" (0.02 in the code's scale) is not what the code ran at
+    # 256²: train.py:521 gives 0.05.
+    "lsun-bedrooms256": {"resolution": 256, "phase_starts": REF_STARTS + [24_840 * K], "duration": 27_600 * K,
+                         "margin": REF_MARGIN[:5] + [0.02, 0.05], "mirror": False},
+    # CPU presets: narrow networks, short phases and fades, small batches, and CPU_KEEP (above). They add
+    # a direct pixel loss for the decoder (decoder_recon_weight; the paper's game has none, so its decoder learns only
     # through re-encoding, which takes millions of samples), a shorter EMA, and (CPU_FAST) plain L1 with
     # a 5× reconstruction weight instead of the adaptive robust loss at 0.2: at equal samples that
     # reconstructs toy faces about 2 dB better (20k-sample runs at 32², 200 held-out faces: 14.9 → 16.8
@@ -93,41 +142,51 @@ PRESETS: dict[str, dict] = {
     # against 0.29 / 0.28 / 0.28 with "all" over seeds 0 / 1 / 2, coarse mixes nearer the true mix than
     # A's reconstruction in 34% / 51% of pairs against 25% / 23% / 31%, and reconstructions 17.9 / 17.7
     # dB against 17.3 / 16.8 / 17.2 (middle mixes: share 0.08 / 0.10 against 0.07 / 0.05 / 0.06).
-    # With it, a consistency weight of 10 is still worse (0.31, 15.6 dB).
+    # With it, a consistency weight of 10 is still worse (0.31, 15.6 dB). (Those "all" runs held the
+    # target h fixed, as the trainer did until issue 15; the reference's "all", now ours, does not.)
     # The lr of 1e-3 levels off late in a run: the bundled toy64 model gained nothing from 64k to 128k
     # fine-tuning samples at 1e-3 (20.3 dB both), then 1.2 dB in 16k samples at 3e-4 (1,000 held-out
     # faces). weights/build_toy64.sh therefore ends with short --init stages at 3e-4 and 1e-4.
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
-              **CPU_FAST,
+              **CPU_FAST, **CPU_KEEP,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 2 * K, "grid_every": 8 * K,
-              "workers": 1},
+              "workers": 1, "metrics_every": 50 * K, "metrics_n": 1 * K},
     "toy64": {"resolution": 64, "width": 1 / 16, "latent_dim": 512,
               "phase_starts": [0, 8 * K, 16 * K, 32 * K, 56 * K],
               "fade": 8 * K, "duration": 500 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
               "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
-              **CPU_FAST,
+              **CPU_FAST, **CPU_KEEP,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 1 * K, "grid_every": 8 * K,
-              "workers": 1},
+              "workers": 1, "metrics_every": 50 * K, "metrics_n": 1 * K},
 }
 
+PAPER_PRESETS = ("ffhq256", "ffhq512", "celebahq256", "lsun-cars256", "lsun-bedrooms256")
+CPU_PRESETS = ("toy32", "toy64")
+
 PER_PHASE_KEYS = ("phase_starts", "lr", "margin", "batch")
+METRICS = ("fid",)
 # Keys that may change when a run is resumed: they do not change what is trained, only where and in
 # which arithmetic (a run moved from a CPU to a GPU changes device and precision; it then stops being
 # bit-identical to an uninterrupted run, as any change of hardware would make it).
 RESUMABLE_KEYS = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
-                  "device", "threads", "precision", "cuda_graphs"}
+                  "device", "threads", "precision", "cuda_graphs", "metrics", "metrics_every", "metrics_n"}
+
+
+# Settings added after runs were already saved, with the value that reproduces what the trainer did before
+# they existed: a saved run without the key resumes only where the new command keeps that behaviour.
+BEFORE_KEY = {"fade_first_phase": False, "robust_carry_over": False}
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """Settings that differ between a saved run and a new command, ignoring the resumable ones and
-    settings the saved run predates when the new command leaves them at their default."""
+    settings the saved run predates when the new command keeps the behaviour it had without them."""
     out = []
     for k in sorted(set(old) | set(new)):
         if k in RESUMABLE_KEYS:
             continue
-        if k not in old and k in COMMON and new.get(k) == COMMON[k]:
+        if k not in old and k in COMMON and new.get(k) == BEFORE_KEY.get(k, COMMON[k]):
             continue
         if old.get(k) != new.get(k):
             out.append(k)
@@ -167,7 +226,7 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         if key in ("lr", "margin", "batch") and not isinstance(value, (list, tuple)):
             value = [value] * len(cfg[key])
         cfg[key] = list(value) if isinstance(value, tuple) else value
-    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every"):
+    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every", "metrics_every", "metrics_n"):
         cfg[key] = parse_count(cfg[key])
     cfg["phase_starts"] = [parse_count(s) for s in cfg["phase_starts"]]
     cfg["batch"] = [int(b) for b in cfg["batch"]]
@@ -189,12 +248,20 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         raise UserError(f"precision must be auto, fp32 or bf16, got '{cfg['precision']}'")
     if cfg["consistency_grad"] not in ("all", "image"):
         raise UserError(f"consistency_grad must be 'all' or 'image', got '{cfg['consistency_grad']}'")
-    if not isinstance(cfg["cuda_graphs"], bool):
-        raise UserError(f"cuda_graphs must be true or false, got {cfg['cuda_graphs']!r}")
+    for key in ("cuda_graphs", "fade_first_phase", "robust_carry_over"):
+        if not isinstance(cfg[key], bool):
+            raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
     if cfg["loss"] not in ("robust", "l1"):
         raise UserError(f"loss must be 'robust' or 'l1', got '{cfg['loss']}'")
     if cfg["split"] not in ("all", "train"):
         raise UserError(f"split must be 'all' or 'train', got '{cfg['split']}'")
+    if isinstance(cfg["metrics"], str):
+        cfg["metrics"] = [m for m in cfg["metrics"].replace(",", " ").split() if m and m != "none"]
+    unknown = [m for m in cfg["metrics"] if m not in METRICS]
+    if unknown:
+        raise UserError(f"unknown metric '{unknown[0]}' (known: {', '.join(METRICS)}, or none)")
+    if cfg["metrics_every"] < 1 or cfg["metrics_n"] < 2:
+        raise UserError("metrics_every must be at least 1 sample and metrics_n at least 2 images")
     if cfg["fade"] < 1 or cfg["duration"] < 1:
         raise UserError("fade and duration must be at least 1 sample")
     return cfg
@@ -210,9 +277,14 @@ def phase_at(cfg: dict, samples: int) -> int:
 
 
 def alpha_at(cfg: dict, samples: int) -> float:
-    """Fade-in weight of the newest block: min(1, samples into the phase / fade); 1 at phase 0."""
+    """Fade-in weight of the newest block: min(1, samples into the phase / fade) (train.py:399).
+
+    At phase 0 too when ``fade_first_phase`` (the reference: session.alpha ramps at 4² as in any phase,
+    train.py:398-399; there it only keeps match_x at 1.0 and the image pool off, train.py:215 and 388-395,
+    since neither the networks nor the real images fade at 4², model.py:509/602, data.py:47); 1 otherwise.
+    """
     p = phase_at(cfg, samples)
-    if p == 0:
+    if p == 0 and not cfg.get("fade_first_phase", False):
         return 1.0
     return min(1.0, (samples - cfg["phase_starts"][p]) / cfg["fade"])
 
