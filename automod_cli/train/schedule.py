@@ -29,6 +29,8 @@ COMMON = {
     "latent_dim": 512,
     "fade": 1_200 * K,             # samples of each phase spent fading in (α ramps 0 → 1)
     "lr": REF_LR,
+    "lr_rampdown": 0,              # samples before `duration` over which the lr falls (cosine) to lr_final·lr; 0: none
+    "lr_final": 0.1,
     "margin": REF_MARGIN,
     "batch": REF_BATCH,
     "adam_betas": [0.0, 0.99],
@@ -103,10 +105,18 @@ PRESETS: dict[str, dict] = {
               **CPU_FAST,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 2 * K, "grid_every": 8 * K,
               "workers": 1},
+    # The demo's own run (automod demo): toy32's model on a schedule that reaches 32² after 6k samples and
+    # trains there to 20k, in a couple of minutes on 2 cores. A shorter EMA memory, as the run is short.
+    "demo32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 2 * K, 4 * K, 6 * K],
+               "fade": 2 * K, "duration": 20 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
+               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.99, **CPU_FAST,
+               "checkpoint_every": 10 * K, "checkpoint_minutes": 5.0, "log_every": 2 * K, "grid_every": 10 * K,
+               "workers": 0},
     "toy64": {"resolution": 64, "width": 1 / 16, "latent_dim": 512,
               "phase_starts": [0, 8 * K, 16 * K, 32 * K, 56 * K],
-              "fade": 8 * K, "duration": 500 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
-              "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
+              "fade": 8 * K, "duration": 300 * K, "batch": [32, 32, 32, 32, 16], "lr": [1e-3] * 5,
+              "lr_rampdown": 120 * K, "lr_final": 0.1, "adam_betas": [0.9, 0.99],
+              "margin": [0.0, 0.0, 0.05, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.99,
               **CPU_FAST,
               "checkpoint_every": 8 * K, "checkpoint_minutes": 5.0, "log_every": 1 * K, "grid_every": 8 * K,
               "workers": 1},
@@ -167,7 +177,7 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         if key in ("lr", "margin", "batch") and not isinstance(value, (list, tuple)):
             value = [value] * len(cfg[key])
         cfg[key] = list(value) if isinstance(value, tuple) else value
-    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every"):
+    for key in ("duration", "fade", "checkpoint_every", "log_every", "grid_every", "lr_rampdown"):
         cfg[key] = parse_count(cfg[key])
     cfg["phase_starts"] = [parse_count(s) for s in cfg["phase_starts"]]
     cfg["batch"] = [int(b) for b in cfg["batch"]]
@@ -195,6 +205,9 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         raise UserError(f"loss must be 'robust' or 'l1', got '{cfg['loss']}'")
     if cfg["split"] not in ("all", "train"):
         raise UserError(f"split must be 'all' or 'train', got '{cfg['split']}'")
+    if cfg["lr_rampdown"] < 0 or not 0 < float(cfg["lr_final"]) <= 1:
+        raise UserError(f"lr_rampdown must be >= 0 and lr_final in (0, 1], got {cfg['lr_rampdown']} and "
+                        f"{cfg['lr_final']}")
     if cfg["fade"] < 1 or cfg["duration"] < 1:
         raise UserError("fade and duration must be at least 1 sample")
     return cfg
@@ -222,7 +235,15 @@ def resolution_at(cfg: dict, samples: int) -> int:
 
 
 def lr_at(cfg: dict, samples: int) -> float:
-    return float(cfg["lr"][phase_at(cfg, samples)])
+    """The phase's lr; over the last ``lr_rampdown`` samples before ``duration`` it falls along a half
+    cosine to ``lr_final`` times that (a run extended with a longer --duration moves the ramp with it)."""
+    lr = float(cfg["lr"][phase_at(cfg, samples)])
+    ramp = cfg.get("lr_rampdown", 0)
+    if ramp > 0:
+        t = min(1.0, max(0.0, (samples - (cfg["duration"] - ramp)) / ramp))
+        final = float(cfg.get("lr_final", 0.1))
+        lr *= final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return lr
 
 
 def margin_at(cfg: dict, samples: int) -> float:
