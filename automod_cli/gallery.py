@@ -14,7 +14,7 @@ import torch
 
 from . import pipeline
 from .io.atomic import write_text_atomic
-from .io.images import make_grid, save_image
+from .io.images import make_grid, save_image, save_pil, tensor_to_pil
 from .model import Automodulator, code_stack, edit_stack, group_ranges, mix_stack, parse_scales, random_codes
 from .model.scales import describe_blocks
 
@@ -30,9 +30,35 @@ def _save(grid_images: torch.Tensor, nrow: int, path: Path) -> None:
     save_image(make_grid(grid_images.clamp(-1, 1), nrow=nrow), path, overwrite=True)
 
 
+def _save_labelled(grid_images: torch.Tensor, nrow: int, path: Path, title: list[str],
+                   corner: list[str] = ()) -> None:
+    """A grid shown at 2× (tiles of small models are tiny) under a strip of ``title`` lines, with
+    ``corner`` lines written into the first tile (the blank one of a mixing matrix)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = tensor_to_pil(make_grid(grid_images.clamp(-1, 1), nrow=nrow))
+    scale = 2 if grid_images.shape[-1] <= 128 else 1
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    font = ImageFont.load_default(size=13)
+    line_h = 17
+    page = Image.new("RGB", (grid.width, grid.height + line_h * len(title) + 6), (255, 255, 255))
+    page.paste(grid, (0, line_h * len(title) + 6))
+    draw = ImageDraw.Draw(page)
+    for k, line in enumerate(title):
+        draw.text((4, 3 + k * line_h), line, fill=(20, 20, 20), font=font)
+    top = line_h * len(title) + 6 + 2 * scale
+    for k, line in enumerate(corner):
+        draw.text((4 * scale, top + 4 + k * line_h), line, fill=(20, 20, 20), font=font)
+    save_pil(page, path, overwrite=True)
+
+
 def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Path, seed: int = 0,
-                  edit_strength: float = 1.0) -> list[Panel]:
-    """Write the gallery for ``images`` ([N ≥ 4, 3, R, R], aligned like the training data)."""
+                  edit_strength: float = 1.0, group_notes: dict[str, str] | None = None) -> list[Panel]:
+    """Write the gallery for ``images`` ([N ≥ 4, 3, R, R], aligned like the training data).
+
+    ``group_notes`` says what each scale group carries in this data (e.g. {"coarse": "layout"}), for
+    the labels of the mixing figures."""
+    group_notes = group_notes or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_blocks = model.n_blocks
@@ -50,10 +76,14 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
         if not blocks:
             continue
         cells = pipeline.mix_matrix(model, za, zb, blocks).cpu()
-        _save(pipeline.matrix_grid(xa, xb, cells), len(zb) + 1, out / f"mix_{group}.png")
-        panels.append(Panel(f"Mixing at {group} scales ({describe_blocks(blocks)})", f"mix_{group}.png",
-                            f"Row i, column j: the top image B_j drives the {group} scales, the left image A_i "
-                            "the rest."))
+        scales = describe_blocks(blocks)
+        what = f" ({group_notes[group]})" if group in group_notes else ""
+        _save_labelled(pipeline.matrix_grid(xa, xb, cells), len(zb) + 1, out / f"mix_{group}.png",
+                       [f"Mixing at {group} scales {scales}: top row B drives {group} scales{what},",
+                        "left column A drives all other scales"], corner=["A (left): rest", f"B (top): {scales}"])
+        panels.append(Panel(f"Mixing at {group} scales ({scales})", f"mix_{group}.png",
+                            f"Row i, column j: the top image B_j drives the {group} scales{what}, the left "
+                            "image A_i the rest."))
 
     strip = pipeline.interpolation_stacks(z[0:1], z[1:2], 8, list(range(n_blocks)), n_blocks)
     _save(model.decode(strip).cpu(), 8, out / "interpolation.png")
@@ -67,10 +97,12 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
     for name, attr in sorted(model.attributes.items()):
         blocks = parse_scales(attr.scales or "all", n_blocks)
         rows = [model.decode(edit_stack(code_stack(z[:6], n_blocks), attr.delta, k, blocks)).cpu() for k in strengths]
-        grid = torch.stack(rows, 1).reshape(-1, *x.shape[1:])  # one input per row, strengths across
-        _save(grid, len(strengths), out / f"edit_{name}.png")
+        grid = torch.stack([x[:6]] + rows, 1).reshape(-1, *x.shape[1:])  # input, then strengths across
+        _save_labelled(grid, len(strengths) + 1, out / f"edit_{name}.png",
+                       [f"Edit {name}: input, then z + k·delta at scales {attr.scales or 'all'}, k = "
+                        + ", ".join(f"{k:g}" for k in strengths)])
         panels.append(Panel(f"Edit: {name}", f"edit_{name}.png",
-                            f"z + k·δ_{name} at scales {attr.scales or 'all'}, k = "
+                            f"Each row: the input, then z + k·δ_{name} at scales {attr.scales or 'all'}, k = "
                             + ", ".join(f"{k:g}" for k in strengths) + " (k = 0 is the reconstruction)."))
 
     gen = torch.Generator().manual_seed(seed)

@@ -49,14 +49,16 @@ status=0
 step() { echo "== [${SECONDS}s] $1"; shift; "$@" || { echo "!! failed ($?): $*"; status=1; }; }
 left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
 
-# The run: the toy64 preset with phases of 20k-40k samples and 20k-sample fades (64² from 140k), then 64²
-# until stopped (the duration is never reached), TF32, width 1/8, batch 64. Why: on the first H200 session
-# an iteration cost 65-100 ms whatever the batch (per-iteration overhead), TF32 beat bf16 at these sizes,
-# and a fresh run got 4,800 iterations in 383 s, a sixth of the bundled CPU model's 29,500; so the run must span
-# sessions, and width 1/8 keeps its training state (~40 MB) under what a call carries and returns.
-OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 1000000000,
-  "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000, "grid_every": 100000,
-  "workers": 4, "seed": 0, "precision": "fp32", "width": 0.125, "batch": 64, "device": "'$DEVICE'"}'
+# The run: the toy64 preset (Adam β1 0.9, EMA 0.99, the lr ramped down at the end: see train/schedule.py) with
+# phases of 20k-40k samples and 20k-sample fades (64² from 140k), to 3M samples with the lr ramp over the last
+# 1M, TF32, width 1/8, batch 64. Why: on the first H200 session an iteration cost 65-100 ms whatever the batch
+# (per-iteration overhead), TF32 beat bf16 at these sizes, and a fresh run got 4,800 iterations in 383 s; so
+# the run spans sessions (about ten at that speed, fewer with CUDA graphs), and width 1/8 keeps its training
+# state (~40 MB) under what a call carries and returns. When it has finished, the next call only evaluates.
+OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 3000000,
+  "lr_rampdown": 1000000, "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000,
+  "grid_every": 100000, "workers": 4, "seed": 0, "precision": "fp32", "width": 0.125, "batch": 64,
+  "device": "'$DEVICE'"}'
 
 {
   step "machine" nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -108,6 +110,8 @@ PY
   grep -v "check_worker_number_rationality\|UserWarning" "$WORK/train.out" | tail -n 6
   cp "$WORK/train.out" "$run/train.out" 2>/dev/null
 
+  [ -f "$run/model.safetensors" ] && step "eval (validation seed 777)" timeout 150 $PY benchmarks/eval_bundled.py \
+      -m "$run/model.safetensors" --seed 777 --n-recon 300 --n-pairs 200 --json "$WORK/eval.jsonl"
   step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
       --precision fp32 --width 0.125 --res 64 --batch 64 --iterations 20
   [ "$GRAPHS" = true ] && step "bench_train toy64 run size, CUDA graphs" timeout "$(left)" $PY \
@@ -130,7 +134,7 @@ PY
   else
     echo "!! the run left no state or model"; status=1
   fi
-  (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl -type f 2>/dev/null \
+  (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl eval.jsonl -type f 2>/dev/null \
       | tar czf "$OUT/benchmarks.tar.gz" -T -)
   echo "== [${SECONDS}s] done, status $status"
   exit "$status"

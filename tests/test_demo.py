@@ -24,5 +24,13 @@ def test_demo_trains_and_writes_a_gallery(tiny_model, tmp_path, capsys, monkeypa
         assert expected in names
     html = (gallery / "index.html").read_text()
     assert all(f'src="{n}"' in html for n in names if n.endswith(".png"))
+    # The trained panel names what was trained, for how long and how far: 96 samples stay at 4² of 32².
+    assert "demo32 after 96 samples" in html and "only 4² of its 32²" in html and "dB over 64" in html
+    # The mixing figures carry labels saying which input drives which scales (a strip above the grid).
+    from PIL import Image
+    for group in ("coarse", "middle", "fine"):
+        with Image.open(gallery / f"mix_{group}.png") as im:
+            assert im.height > im.width  # a square 5×5 grid under its label strip
+    assert "the top image B_j drives the coarse scales (layout" in html
     assert (out / "train-run" / "model.safetensors").exists() and (out / "latents.safetensors").exists()
     assert list((tmp_path / "automod-demo").iterdir()) == []

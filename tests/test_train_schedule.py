@@ -101,7 +101,7 @@ def test_the_first_phase_fades_like_any_other():
 def test_toy_presets_keep_their_schedule_and_first_phase():
     # The CPU presets are not the reference's runs: they keep what they trained with before (α = 1 from
     # the start, no robust-loss carry-over, bf16 autocast on CUDA only), documented in schedule.py.
-    for name in ("toy32", "toy64"):
+    for name in ("toy32", "toy64", "demo32"):
         cfg = S.resolve_config(name)
         assert cfg["width"] < 1 and cfg["duration"] < 1 * M
         assert len(cfg["phase_starts"]) == S.n_phases(cfg["resolution"])
@@ -151,3 +151,15 @@ def test_parse_count():
     assert S.parse_count("20000") == 20000
     with pytest.raises(UserError):
         S.parse_count("lots")
+
+
+def test_lr_ramps_down_along_a_half_cosine_over_the_end_of_the_run():
+    cfg = S.resolve_config("toy32", {"lr": 1e-3, "duration": "100k", "lr_rampdown": "40k", "lr_final": 0.1})
+    assert S.lr_at(cfg, 10 * K) == S.lr_at(cfg, 60 * K) == pytest.approx(1e-3)  # before the ramp: the phase's lr
+    assert S.lr_at(cfg, 80 * K) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))     # half way down the cosine
+    assert S.lr_at(cfg, 70 * K) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + 2 ** -0.5)))
+    assert S.lr_at(cfg, 100 * K) == pytest.approx(1e-4) and S.step_plan(cfg, 99 * K)["lr"] < 1.1e-4
+    assert S.lr_at(S.resolve_config("toy32", {"lr": 1e-3}), 79 * K) == pytest.approx(1e-3)  # no ramp by default
+    for bad in ({"lr_rampdown": -1}, {"lr_final": 0}, {"lr_final": 1.5}):
+        with pytest.raises(UserError):
+            S.resolve_config("toy32", bad)

@@ -14,11 +14,12 @@ from .common import DeviceOpt, say
 def demo(
     output: Path = typer.Option(Path("automod-demo"), "--output", "-o",
                                 help="Folder for everything (a new one: automod-demo-2, -3… if it exists)."),
-    train_samples: str = typer.Option("24k", "--train-samples", help="Samples the tiny training run sees (k/M suffixes)."),
+    train_samples: Optional[str] = typer.Option(None, "--train-samples", help="Samples the tiny training run sees "
+                                                "(k/M suffixes; default: the demo32 preset's duration)."),
     model_path: Optional[Path] = typer.Option(None, "--model", "-m", help="Model for the gallery (default: the bundled one)."),
     device: str = DeviceOpt,
 ) -> None:
-    """Train a tiny model for a minute or two, then run every verb with the bundled model into a gallery."""
+    """Train a tiny model for a couple of minutes, then run every verb with the bundled model into a gallery."""
     out = free_folder(output)
     index = run_demo(out, model_path, train_samples, device, say)
     index = index.resolve()

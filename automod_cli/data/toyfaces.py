@@ -35,6 +35,9 @@ from ..errors import InputError, UserError
 from ..io.atomic import atomic_path, write_text_atomic
 
 GROUPS = ("coarse", "middle", "fine")
+GROUP_NOTES = {"coarse": "layout: position, size, tilt, head shape",
+               "middle": "features: eyes, mouth, glasses, hair style, brows",
+               "fine": "colours and texture"}  # what each group's factors are (labels of the demo's figures)
 LABELS_NAME = "labels.csv"
 INFO_NAME = "toyfaces.json"
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import UserError
-from .schedule import (COMMON, CPU_PRESETS, PAPER_PRESETS, PER_PHASE_KEYS, PRESETS, n_phases, resolve_config)
+from .schedule import (COMMON, CPU_PRESETS, DEMO_PRESETS, PAPER_PRESETS, PER_PHASE_KEYS, PRESETS, n_phases, resolve_config)
 
 # Settings that say where, how fast and how often a run works, not what it trains: never a departure.
 NOT_THE_GAME = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
@@ -106,13 +106,13 @@ def probe_data(path) -> DataInfo:
 
 def preset_list() -> str:
     return ", ".join(f"{name} ({PRESETS[name]['resolution']}²{', CPU' if name in CPU_PRESETS else ''})"
-                     for name in PRESETS)
+                     for name in PRESETS if name not in DEMO_PRESETS)
 
 
 def choose_preset(info: DataInfo) -> tuple[str, str]:
     """The preset for data of this resolution when exactly one fits, and why; else a one-line error with
     the list (several paper presets are 256²: which data set it is, only the user knows)."""
-    fits = [name for name in PRESETS if PRESETS[name]["resolution"] == info.resolution]
+    fits = [name for name in PRESETS if PRESETS[name]["resolution"] == info.resolution and name not in DEMO_PRESETS]
     if len(fits) == 1:
         name = fits[0]
         what = "a CPU-sized preset" if name in CPU_PRESETS else "the reference's schedule for it"
@@ -200,7 +200,8 @@ def departures(cfg: dict, device_type: str = "cpu") -> tuple[str, list[str]]:
         if cfg["duration"] != paper["duration"]:
             out.append(f"duration {count(cfg['duration'])} (the released model: {count(paper['duration'])})")
     else:
-        what = f"{preset}: a CPU-sized preset, not a paper run" if preset in CPU_PRESETS else f"{preset}"
+        what = (f"{preset}: a CPU-sized preset, not a paper run" if preset in CPU_PRESETS + DEMO_PRESETS
+                else f"{preset}")
         out.append(f"a short schedule ({count(cfg['duration'])} samples, fades of {count(cfg['fade'])}, batch "
                    f"{_value(cfg['batch'])}, lr {_value(cfg['lr'])})")
         for key in sorted(k for k in COMMON if k not in NOT_THE_GAME and k not in SCHEDULE_KEYS):
