@@ -1,9 +1,10 @@
 """The main job on the bundled default: prove training works on a tiny model, then run every
 operation with the bundled ``toy64`` model and write a gallery.
 
-Steps: draw toyfaces → train a ``toy32`` model for a short budget → draw held-out toy faces at the
-bundled model's resolution → encode (latents file), reconstruct, mix at every scale group,
-interpolate, edit (every attribute the model has), random and conditional samples → ``index.html``.
+Steps: draw toyfaces → train a ``demo32`` model for a short budget (to its top resolution, 32²) → draw
+held-out toy faces at the bundled model's resolution → encode (latents file), reconstruct, mix at every
+scale group, interpolate, edit (every attribute the model has), random and conditional samples →
+``index.html``.
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ def run_demo(out_dir: Path, model_path: Path | None, train_samples: str | None, 
     save_image(make_grid(torch.stack([x[:8], recon[:8]], 1).reshape(-1, *x.shape[1:]).clamp(-1, 1), nrow=8),
                gallery / "demo_trained_reconstructions.png", overwrite=True)
     prov = trained.provenance
+    where = resolve_device(device).type
     reached, top = int(prov["trained_resolution"]), trained.resolution
     stage = "its top resolution" if reached == top else f"only {reached}² of its {top}² (a longer run gets there)"
     panels.append(Panel("The model this demo just trained", "demo_trained_reconstructions.png",
-                        f"{DEMO_PRESET} after {int(prov['samples_seen']):,} samples ({t_train:.0f} s on {device}), "
+                        f"{DEMO_PRESET} after {int(prov['samples_seen']):,} samples ({t_train:.0f} s on {where}), "
                         f"trained up to {stage}: input, reconstruction pairs of held-out faces; reconstruction PSNR "
                         f"{psnr(recon, x):.1f} dB over 64 of them. A real run trains for hours; this shows the "
                         "trainer works."))

@@ -31,8 +31,13 @@ class WriteError(UserError):
     """An output could not be written (full disk, no permission, read-only file system...).
 
     The message names the file and the cause; the previous file under that name, if any, is kept and
-    no temporary file is left behind (see ``io/atomic.py``).
+    no temporary file is left behind (see ``io/atomic.py``). ``errno`` is the operating system's cause
+    (``errno.ENOSPC`` for a full disk), None when there is none.
     """
+
+    def __init__(self, message: str, path: str | Path | None = None, errno: int | None = None):
+        super().__init__(message, path)
+        self.errno = errno
 
 
 class MissingWeightsError(UserError):

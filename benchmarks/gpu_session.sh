@@ -49,7 +49,7 @@ status=0
 step() { echo "== [${SECONDS}s] $1"; shift; "$@" || { echo "!! failed ($?): $*"; status=1; }; }
 left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
 
-# The run: the toy64 preset (Adam β1 0.9, EMA 0.99, the lr ramped down at the end: see train/schedule.py) with
+# The run: the toy64 preset (Adam β1 0.9, EMA 0.95, the lr ramped down at the end: see train/schedule.py) with
 # phases of 20k-40k samples and 20k-sample fades (64² from 140k), to 3M samples with the lr ramp over the last
 # 1M, TF32, width 1/8, batch 64. Why: on the first H200 session an iteration cost 65-100 ms whatever the batch
 # (per-iteration overhead), TF32 beat bf16 at these sizes, and a fresh run got 4,800 iterations in 383 s; so

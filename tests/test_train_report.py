@@ -64,7 +64,7 @@ def record(cfg, samples, **over):
 
 
 def test_the_progress_line():
-    cfg = resolve_config("toy64")
+    cfg = resolve_config("toy64", {"duration": "500k"})
     line = report.progress_line(cfg, record(cfg, 12_000), {"value": 87.654, "samples": 8000})
     assert line.startswith("phase 1 8² α 0.50 | kimg 12.0/500.0 | 100.0 img/s | ETA phase 40s, run ≥ 1h 21m |")
     assert " D cos 0.750 " in line and line.endswith("| FID 87.65 @ kimg 8.0")

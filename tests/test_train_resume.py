@@ -157,3 +157,35 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers(tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
     assert "interrupted at" in err and "state saved" in err and "internal error" not in err
+
+
+def test_a_full_disk_stops_the_run_with_its_last_good_state_and_the_space_it_needs(tmp_path, monkeypatch):
+    import errno
+
+    from automod_cli.errors import WriteError
+    from automod_cli.train import state as state_module
+
+    data = make_images(tmp_path / "data")
+    ref = uninterrupted(data, tmp_path / "ref")
+    real_save, calls = state_module.save_safetensors, []
+
+    def full_after_first(tensors, path, metadata):
+        calls.append(path)
+        if len(calls) > 1:  # the second checkpoint (64 samples) finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(tensors, path, metadata)
+
+    monkeypatch.setattr(state_module, "save_safetensors", full_after_first)
+    run = tmp_path / "run"
+    with pytest.raises(WriteError) as info:
+        Trainer(resolve_config("toy32", OVERRIDES), data, run, progress=False).run()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(run / "state" / "state.safetensors"))
+    assert "No space left on device (the previous file is kept); training stopped, the last good state is at 32 " \
+           "samples; a checkpoint needs about " in message and "free now): free some space and run the same " \
+           "command to resume" in message
+    _, meta = load_state(run / "state" / "state.safetensors")
+    assert meta["samples"] == 32 and not list((run / "state").glob(".*"))
+    monkeypatch.setattr(state_module, "save_safetensors", real_save)  # space freed: the same run resumes
+    Trainer(resolve_config("toy32", OVERRIDES), data, run, progress=False).run()
+    assert_same_state(state_tensors(run), ref)

@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 
 from .. import __version__
 from ..errors import UserError
+from ..io.atomic import size_text as _size
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
@@ -82,15 +83,6 @@ def part_path(dest: Path) -> Path:
 
 def _meta_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part.json")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= k:
-            return f"{n / k:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _read_meta(dest: Path) -> dict:

@@ -24,11 +24,21 @@ FILESYSTEM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.E
                      errno.ENFILE, errno.EXDEV}
 
 
+def size_text(n: int | None) -> str:
+    """A file size for people: '1.2 GB', '35.0 MB', '812 bytes'."""
+    if n is None:
+        return "?"
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def write_error(path: Path, error: OSError, existed: bool) -> WriteError:
     """One line: the file, the cause, and what is left on disk."""
     cause = error.strerror or str(error) or type(error).__name__
     kept = "the previous file is kept" if existed else "no partial file was left"
-    return WriteError(f"could not be written: {cause} ({kept})", path)
+    return WriteError(f"could not be written: {cause} ({kept})", path, errno=error.errno)
 
 
 def _make_folder(folder: Path, target: Path) -> None:

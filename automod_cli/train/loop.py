@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import resolve_device
-from ..errors import UserError
-from ..io.atomic import write_text_atomic
+from ..errors import UserError, WriteError
+from ..io.atomic import size_text, write_text_atomic
 from ..model import Automodulator, ModelConfig
 from ..model.decoder import Decoder
 from ..model.encoder import Encoder
@@ -122,6 +122,7 @@ class Trainer:
         self.wall_time = 0.0
         self.log_lines: list[str] = []
         self.init_from: dict | None = None  # the model file the run started from (cfg["init"]), if any
+        self.saved_samples: int | None = None  # where the newest state on disk stands
 
         gb = cfg["batch"][0]
         for b in cfg["batch"]:
@@ -206,16 +207,44 @@ class Trainer:
             self.pool.count = len(stored)
         rng_restore(self.generator, tensors, meta["rng"])
         self.samples, self.iteration = meta["samples"], meta["iteration"]
+        self.saved_samples = self.samples
         self.wall_time = meta["wall_time"]
         self._loader_state = meta["loader"]
         self.dataset.skipped_files.update(meta.get("skipped_files", []))
         self.init_from = meta.get("init_from")
 
     def save_checkpoint(self) -> None:
-        if self.is_main:
-            tensors, meta = self.state_dict()
+        if not self.is_main:
+            return
+        tensors, meta = self.state_dict()
+        model = self.snapshot()
+        try:
             save_state(self.state_path, tensors, meta)
-            self.snapshot().save(self.run_dir / "model.safetensors", overwrite=True)
+            model.save(self.run_dir / "model.safetensors", overwrite=True)
+        except WriteError as e:
+            raise self._checkpoint_failed(e, tensors, model) from None
+        self.saved_samples = self.samples
+
+    def _checkpoint_failed(self, error: WriteError, tensors: dict[str, torch.Tensor],
+                           model: Automodulator) -> WriteError:
+        """The write error, and what it means for the run: it stops with its last good state on disk and,
+        on a full disk, how much space one checkpoint takes (each file is written beside the previous one
+        before it replaces it, so that much must be free)."""
+        import errno
+        import shutil
+
+        last = (f"the last good state is at {self.saved_samples:,} samples" if self.saved_samples is not None
+                else "no state was saved yet")
+        text = f"{error}; training stopped, {last}"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            need = sum(t.numel() * t.element_size() for t in tensors.values())
+            need += sum(p.numel() * p.element_size() for p in model.state_dict().values())
+            free = shutil.disk_usage(self.run_dir).free
+            text += (f"; a checkpoint needs about {size_text(need)} free in {self.run_dir} ({size_text(free)} "
+                     "free now): free some space and run the same command to resume")
+        else:
+            text += "; run the same command to resume once the cause is fixed"
+        return WriteError(text, errno=error.errno)
 
     def snapshot(self) -> Automodulator:
         """A model file's view of the run: the encoder and the EMA decoder."""

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import UserError
-from .schedule import (COMMON, CPU_PRESETS, DEMO_PRESETS, PAPER_PRESETS, PER_PHASE_KEYS, PRESETS, n_phases, resolve_config)
+from .schedule import (COMMON, CPU_PRESETS, DEMO_PRESETS, PAPER_PRESETS, PER_PHASE_KEYS, PRESETS, n_phases,
+                       resolve_config)
 
 # Settings that say where, how fast and how often a run works, not what it trains: never a departure.
 NOT_THE_GAME = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
