@@ -18,8 +18,8 @@ import torch
 from . import pipeline
 from .data import toyfaces
 from .devices import resolve_device
-from .gallery import Panel, build_gallery, write_index
-from .io.images import make_grid, save_image
+from .gallery import Panel, build_gallery, save_labelled, write_index
+from .io.images import save_image
 
 
 def free_folder(base: Path) -> Path:
@@ -79,8 +79,9 @@ def run_demo(out_dir: Path, model_path: Path | None, train_samples: str | None, 
     say(f"[3/3] adding the freshly trained {DEMO_PRESET} model to the gallery")
     x = toyfaces.render_tensor(toyfaces.sample_rows(64, seed=HELD_OUT_SEED), trained.resolution)
     recon = trained.reconstruct(x).cpu()
-    save_image(make_grid(torch.stack([x[:8], recon[:8]], 1).reshape(-1, *x.shape[1:]).clamp(-1, 1), nrow=8),
-               gallery / "demo_trained_reconstructions.png", overwrite=True)
+    save_labelled(torch.stack([x[:8], recon[:8]], 1).reshape(-1, *x.shape[1:]), 8,
+                  gallery / "demo_trained_reconstructions.png",
+                  [f"The {DEMO_PRESET} model this demo trained: held-out input, reconstruction pairs"])
     prov = trained.provenance
     where = resolve_device(device).type
     reached, top = int(prov["trained_resolution"]), trained.resolution

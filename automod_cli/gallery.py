@@ -30,7 +30,7 @@ def _save(grid_images: torch.Tensor, nrow: int, path: Path) -> None:
     save_image(make_grid(grid_images.clamp(-1, 1), nrow=nrow), path, overwrite=True)
 
 
-def _save_labelled(grid_images: torch.Tensor, nrow: int, path: Path, title: list[str],
+def save_labelled(grid_images: torch.Tensor, nrow: int, path: Path, title: list[str],
                    corner: list[str] = ()) -> None:
     """A grid shown at 2× (tiles of small models are tiny) under a strip of ``title`` lines, with
     ``corner`` lines written into the first tile (the blank one of a mixing matrix)."""
@@ -78,7 +78,7 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
         cells = pipeline.mix_matrix(model, za, zb, blocks).cpu()
         scales = describe_blocks(blocks)
         what = f" ({group_notes[group]})" if group in group_notes else ""
-        _save_labelled(pipeline.matrix_grid(xa, xb, cells), len(zb) + 1, out / f"mix_{group}.png",
+        save_labelled(pipeline.matrix_grid(xa, xb, cells), len(zb) + 1, out / f"mix_{group}.png",
                        [f"Mixing at {group} scales {scales}: top row B drives {group} scales{what},",
                         "left column A drives all other scales"], corner=["A (left): rest", f"B (top): {scales}"])
         panels.append(Panel(f"Mixing at {group} scales ({scales})", f"mix_{group}.png",
@@ -98,7 +98,7 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
         blocks = parse_scales(attr.scales or "all", n_blocks)
         rows = [model.decode(edit_stack(code_stack(z[:6], n_blocks), attr.delta, k, blocks)).cpu() for k in strengths]
         grid = torch.stack([x[:6]] + rows, 1).reshape(-1, *x.shape[1:])  # input, then strengths across
-        _save_labelled(grid, len(strengths) + 1, out / f"edit_{name}.png",
+        save_labelled(grid, len(strengths) + 1, out / f"edit_{name}.png",
                        [f"Edit {name}: input, then z + k·delta at scales {attr.scales or 'all'}, k = "
                         + ", ".join(f"{k:g}" for k in strengths)])
         panels.append(Panel(f"Edit: {name}", f"edit_{name}.png",

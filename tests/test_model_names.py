@@ -40,6 +40,9 @@ def test_a_cached_name_works_on_every_model_option(named, image_dir, tmp_path, m
     assert run_cli("sample", "--n", "2", "-o", tmp_path / "s") == 0
     assert f"model: {named}" in capsys.readouterr().err
     assert am.load("mine").resolution == 32 and am.load().resolution == 32
+    assert run_cli("train", image_dir, "--out", tmp_path / "ft", "--preset", "toy32", "--init", "mine",
+                   "--dry-run") == 0  # fine-tuning from a cached model by its name
+    assert f'"init": "{named}"' in capsys.readouterr().out
 
 
 def test_an_unknown_name_lists_the_cached_ones_and_the_pull_command(named, image_dir, tmp_path, capsys):

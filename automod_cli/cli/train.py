@@ -49,8 +49,9 @@ def register(app: typer.Typer) -> None:
         metrics_every: Optional[str] = typer.Option(None, "--metrics-every", help="Samples between metric "
                                                     "evaluations, e.g. 500k (and one at the end)."),
         metrics_n: Optional[str] = typer.Option(None, "--metrics-n", help="Images per evaluation, e.g. 10k."),
-        init: Optional[Path] = typer.Option(None, "--init", help="Start from this model file (its weights, at the "
-                                            "top phase with α = 1) instead of from scratch: fine-tuning."),
+        init: Optional[str] = typer.Option(None, "--init", help="Start from this model (a file or a cached "
+                                           "model's name, as -m; its weights, at the top phase with α = 1) "
+                                           "instead of from scratch: fine-tuning."),
         cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay captured "
                                                    "CUDA graphs of the training steps (CUDA, one process; "
                                                    "much faster for small models). Off by default."),
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train an automodulator, growing from 4x4 to the target resolution."""
         from ..errors import UserError
+        from ..hub.cache import resolve_model
         from ..train import report
         from ..train.schedule import resolve_config
 
@@ -70,7 +72,7 @@ def register(app: typer.Typer) -> None:
                      "batch": batch_size, "fade": fade, "lr": lr, "loss": loss, "workers": workers,
                      "mirror": mirror, "log_every": log_every, "grid_every": grid_every, "device": device,
                      "threads": threads, "precision": precision, "cuda_graphs": cuda_graphs,
-                     "init": str(init) if init is not None else None, "metrics": metrics,
+                     "init": str(resolve_model(init)) if init is not None else None, "metrics": metrics,
                      "metrics_every": metrics_every, "metrics_n": metrics_n}
         for item in settings:
             key, sep, value = item.partition("=")
