@@ -79,8 +79,8 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
         scales = describe_blocks(blocks)
         what = f" ({group_notes[group]})" if group in group_notes else ""
         save_labelled(pipeline.matrix_grid(xa, xb, cells), len(zb) + 1, out / f"mix_{group}.png",
-                       [f"Mixing at {group} scales {scales}: top row B drives {group} scales{what},",
-                        "left column A drives all other scales"], corner=["A (left): rest", f"B (top): {scales}"])
+                      [f"Mixing at {group} scales {scales}: top row B drives {group} scales{what},",
+                       "left column A drives all other scales"], corner=["A (left): rest", f"B (top): {scales}"])
         panels.append(Panel(f"Mixing at {group} scales ({scales})", f"mix_{group}.png",
                             f"Row i, column j: the top image B_j drives the {group} scales{what}, the left "
                             "image A_i the rest."))
@@ -99,8 +99,8 @@ def build_gallery(model: Automodulator, images: torch.Tensor, out_dir: str | Pat
         rows = [model.decode(edit_stack(code_stack(z[:6], n_blocks), attr.delta, k, blocks)).cpu() for k in strengths]
         grid = torch.stack([x[:6]] + rows, 1).reshape(-1, *x.shape[1:])  # input, then strengths across
         save_labelled(grid, len(strengths) + 1, out / f"edit_{name}.png",
-                       [f"Edit {name}: input, then z + k·delta at scales {attr.scales or 'all'}, k = "
-                        + ", ".join(f"{k:g}" for k in strengths)])
+                      [f"Edit {name}: input, then z + k·delta at scales {attr.scales or 'all'}, k = "
+                       + ", ".join(f"{k:g}" for k in strengths)])
         panels.append(Panel(f"Edit: {name}", f"edit_{name}.png",
                             f"Each row: the input, then z + k·δ_{name} at scales {attr.scales or 'all'}, k = "
                             + ", ".join(f"{k:g}" for k in strengths) + " (k = 0 is the reconstruction)."))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -13,6 +12,7 @@ import typer
 
 from ..errors import UserError
 from .common import DeviceOpt, OverwriteOpt, SeedOpt, finish_batch, plural, resolve_device, say
+from .progress import VerbProgress
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Model file or cached model name (default: $AUTOMOD_MODEL, else toy64).")
 DataOpt = typer.Option(None, "--data", help="Data set: a folder (recursive) or a zip of images.")
@@ -27,46 +27,24 @@ AllowFewerOpt = typer.Option(False, "--allow-fewer", help="Use all images when t
 
 # --- shared helpers ----------------------------------------------------------------------------------
 
-def _progress_factory() -> Callable[[int, str], Callable[[int], None]]:
-    """Progress bars on stderr (images/s and ETA) when it is a terminal; silent otherwise."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeRemainingColumn)
-
-    if not sys.stderr.isatty():
-        return lambda total, label: (lambda k: None)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                        TextColumn("[progress.data.speed]{task.fields[rate]}"),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    progress.start()
-    _LIVE.append(progress)
-
-    def factory(total: int, label: str):
-        task = progress.add_task(label, total=total, rate="")
-        start = time.perf_counter()
-        done = [0]
-
-        def advance(k: int) -> None:
-            done[0] += k
-            rate = done[0] / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=k, rate=f"{rate:.1f} img/s")
-
-        return advance
-
-    return factory
-
-
-_LIVE: list = []
-
-
 @contextlib.contextmanager
 def _progress() -> Iterator[Callable[[int, str], Callable[[int], None]]]:
-    factory = _progress_factory()
+    """``bars(total, label)`` gives the ``advance`` of a verb's progress bar (``cli/progress.py``: on a
+    terminal, for more than a screenful of images). A metric's image sets are worked through one after
+    another, so a new bar closes the one before."""
+    live: list[VerbProgress] = []
+
+    def bars(total: int, label: str) -> Callable[[int], None]:
+        while live:
+            live.pop().close()
+        live.append(VerbProgress(label, total))
+        return live[-1].advance
+
     try:
-        yield factory
+        yield bars
     finally:
-        while _LIVE:
-            _LIVE.pop().stop()
+        while live:
+            live.pop().close()
 
 
 def _load_model(path: Optional[Path], device):
