@@ -167,6 +167,12 @@ PRESETS: dict[str, dict] = {
     #   bundled model at 21.6 dB. Of the pixels a "middle" mix changes, hair style is 77%, eyes 15%,
     #   glasses 9%, mouth 3.5% (200 pairs).
     # - The texture grain is not what limits PSNR: faces with and without it differ by 33.9 dB.
+    # - The bundled model is on a plateau at this width: 120k more samples from it with toy64's optimiser
+    #   (--init, lr ramped from 1e-3 to 1e-4 over the last 100k; 33 images/s on 2 cores) gave 21.69 against
+    #   21.50 dB, mixing test 57 / 2.5 / 65% of pairs against 56 / 3 / 63%, probe R² for the middle
+    #   factors 0.08 against 0.06, edits within the noise (glasses 82.5 / 81.5%, smile 58.5 / 63%).
+    # - toy64 as it is now, from scratch on 1 thread, stopped at 72k samples (17.97 dB, the live
+    #   decoder 19.02): a whole run is 2.5-4 hours on this CPU, minutes on a GPU (benchmarks/gpu_session.sh).
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
