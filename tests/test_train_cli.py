@@ -35,11 +35,17 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing written
     assert cfg["init"] is None and cfg["cuda_graphs"] is False and cfg["consistency_grad"] == "all"
 
+    init = tmp_path / "m.safetensors"
+    init.write_bytes(b"")  # read when training starts, not by --dry-run
     code = main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "toy64", "--init",
-                 "m.safetensors", "--cuda-graphs", "--dry-run"])
+                 str(init), "--cuda-graphs", "--dry-run"])
     cfg = json.loads(capsys.readouterr().out)
-    assert code == 0 and cfg["init"] == "m.safetensors" and cfg["cuda_graphs"] is True
+    assert code == 0 and cfg["init"] == str(init) and cfg["cuda_graphs"] is True
     assert cfg["consistency_grad"] == "image"  # the CPU presets' setting
+    # An --init model that is neither a file nor a cached name: one line before anything runs.
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "toy64", "--init",
+                 str(tmp_path / "missing.safetensors"), "--dry-run"]) == 2
+    assert "missing.safetensors: no such model file" in capsys.readouterr().err
 
 
 def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
