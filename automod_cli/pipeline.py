@@ -296,14 +296,18 @@ class Written:
 def encode_stream(model: Automodulator, stream: ImageStream, precision: str = "fp32",
                   progress: Progress = _no_progress) -> tuple[torch.Tensor, list[str]]:
     """Codes [N, D] (on the CPU) and names of the readable inputs; the stream keeps the failures."""
-    codes, names = [], []
+    # One buffer for all the codes, allocated before the first batch: small code tensors kept one per
+    # batch would split the freed batch-sized blocks that the allocator keeps for the next batch
+    # (streaming.keep_freed_memory), and the heap grew by about a batch of images per batch.
+    codes, names = torch.empty(len(stream), model.latent_dim), []
     with model.frozen():
         for batch in stream:
             if len(batch):
-                codes.append(model.encode(batch.float_images(model.device), len(batch), precision).cpu())
+                z = model.encode(batch.float_images(model.device), len(batch), precision)
+                codes[len(names):len(names) + len(z)] = z.float().cpu()
                 names += batch.names
             progress(batch.count)
-    return (torch.cat(codes) if codes else torch.empty(0, model.latent_dim)), names
+    return (codes if len(names) == len(codes) else codes[:len(names)].clone()), names
 
 
 def reconstruct_to_folder(model: Automodulator, stream: ImageStream, out_dir: Path, *, noise: bool = False,

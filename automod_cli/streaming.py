@@ -34,6 +34,11 @@ PREFETCH_BATCHES = 2  # batches each worker keeps ready ahead of the model
 MALLOC_TRIM_THRESHOLD = 512 << 20  # keep up to this much freed memory at the top of the heap
 MALLOC_MMAP_THRESHOLD = 256 << 20  # serve blocks below this from the heap, not from fresh mappings
 _ALLOCATOR_TUNED: list[bool] = []
+# The freed memory kept that way fragments as batches, outputs waiting to be written and long-lived
+# results interleave, and the heap grew with the number of images (reconstruct of 10,000 64² faces:
+# 1.2-1.7 GB against 0.9-1.0 GB for 2,000); handing the free pages back every few batches keeps it near
+# 0.8-1.0 GB (2,000: 0.7-0.8 GB) at no measurable cost in speed.
+TRIM_EVERY_BATCHES = 4
 
 
 def keep_freed_memory() -> bool:
@@ -51,6 +56,15 @@ def keep_freed_memory() -> bool:
         ok = False
     _ALLOCATOR_TUNED.append(ok)
     return ok
+
+
+def release_freed_memory() -> None:
+    """Give the free pages of the heap back to the operating system (glibc's malloc_trim; where the
+    allocator was not tuned, a no-op)."""
+    if _ALLOCATOR_TUNED and _ALLOCATOR_TUNED[0]:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def available_cpus() -> int:
@@ -179,12 +193,14 @@ class ImageStream:
             self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=workers,
             collate_fn=self.dataset.collate, pin_memory=self.device.type == "cuda",
             prefetch_factor=PREFETCH_BATCHES if workers else None)
-        for batch in loader:
+        for k, batch in enumerate(loader, 1):
             self.failures += batch.failures
             for path, original in batch.fitted:
                 self.fits.setdefault(original, [0, path])[0] += 1
             self.n_read += batch.count
             yield batch
+            if k % TRIM_EVERY_BATCHES == 0:
+                release_freed_memory()
 
     def fit_messages(self) -> list[str]:
         """One line per original size of the inputs that were cropped or resized."""
