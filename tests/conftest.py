@@ -74,6 +74,22 @@ def run_cli(*args: str) -> int:
     return main([str(a) for a in args])
 
 
+def assert_pasted_back_around_the_face(path: Path) -> None:
+    """``path`` is skimage's astronaut with an edited face pasted back: the photo's size, and only a small
+    region changed, around her face (upper middle of the photo)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    pasted = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    original = skimage_data.astronaut().astype(int)
+    assert pasted.shape == original.shape
+    changed = np.abs(pasted - original).sum(-1) > 0
+    assert 0.001 < changed.mean() < 0.2
+    ys, xs = np.nonzero(changed)
+    assert 0 <= ys.mean() < 300 and 100 < xs.mean() < 350
+
+
 def write_random_images(folder: Path, n: int, size: int, seed: int) -> Path:
     """``n`` random-noise RGB PNGs (00.png, 01.png, …) of ``size``², reproducible by ``seed``."""
     import numpy as np
