@@ -220,10 +220,10 @@ class Trainer:
         model = self.snapshot()
         try:
             save_state(self.state_path, tensors, meta)
+            self.saved_samples = self.samples  # the state resumes from here even if the model file fails
             model.save(self.run_dir / "model.safetensors", overwrite=True)
         except WriteError as e:
             raise self._checkpoint_failed(e, tensors, model) from None
-        self.saved_samples = self.samples
 
     def _checkpoint_failed(self, error: WriteError, tensors: dict[str, torch.Tensor],
                            model: Automodulator) -> WriteError:
