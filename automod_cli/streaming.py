@@ -33,7 +33,7 @@ PREFETCH_BATCHES = 2  # batches each worker keeps ready ahead of the model
 # encoder spent a third of its time in page faults (784k faults for 2,000 images; 36k with these).
 MALLOC_TRIM_THRESHOLD = 512 << 20  # keep up to this much freed memory at the top of the heap
 MALLOC_MMAP_THRESHOLD = 256 << 20  # serve blocks below this from the heap, not from fresh mappings
-_ALLOCATOR_TUNED: list[bool] = []
+_ALLOCATOR_TUNED: list = []  # [the tuned C library's handle, or None], once decided
 # The freed memory kept that way fragments as batches, outputs waiting to be written and long-lived
 # results interleave, and the heap grew with the number of images (reconstruct of 10,000 64² faces:
 # 1.2-1.7 GB against 0.9-1.0 GB for 2,000); handing the free pages back every few batches keeps it near
@@ -45,26 +45,25 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for the next batch (process-wide; once; a no-op where
     the C library is not glibc). Returns whether the setting took."""
     if _ALLOCATOR_TUNED:
-        return _ALLOCATOR_TUNED[0]
-    ok = False
+        return _ALLOCATOR_TUNED[0] is not None
+    libc = None
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        ok = bool(libc.mallopt(-1, MALLOC_TRIM_THRESHOLD)) and bool(libc.mallopt(-3, MALLOC_MMAP_THRESHOLD))
+        if not (libc.mallopt(-1, MALLOC_TRIM_THRESHOLD) and libc.mallopt(-3, MALLOC_MMAP_THRESHOLD)):
+            libc = None
     except (OSError, AttributeError):  # not Linux/glibc
-        ok = False
-    _ALLOCATOR_TUNED.append(ok)
-    return ok
+        libc = None
+    _ALLOCATOR_TUNED.append(libc)
+    return libc is not None
 
 
 def release_freed_memory() -> None:
     """Give the free pages of the heap back to the operating system (glibc's malloc_trim; where the
     allocator was not tuned, a no-op)."""
-    if _ALLOCATOR_TUNED and _ALLOCATOR_TUNED[0]:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if _ALLOCATOR_TUNED and _ALLOCATOR_TUNED[0] is not None:
+        _ALLOCATOR_TUNED[0].malloc_trim(0)
 
 
 def available_cpus() -> int:
