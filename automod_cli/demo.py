@@ -20,6 +20,7 @@ from .data import toyfaces
 from .devices import resolve_device
 from .gallery import Panel, build_gallery, save_labelled, write_index
 from .io.images import save_image
+from .metrics.psnr import reconstruction_psnr
 
 
 def free_folder(base: Path) -> Path:
@@ -34,12 +35,6 @@ def free_folder(base: Path) -> Path:
 
 DEMO_PRESET = "demo32"  # a toy 32² schedule short enough to reach its top resolution in a couple of minutes
 HELD_OUT_SEED = 424242  # faces neither the bundled model nor the demo's own run ever saw
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean PSNR (dB) of images in [-1, 1], outputs clamped."""
-    mse = ((x.clamp(-1, 1) - y) / 2).pow(2).flatten(1).mean(1)
-    return float((10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean())
 
 
 def run_demo(out_dir: Path, model_path: Path | None, train_samples: str | None, device: str,
@@ -89,7 +84,7 @@ def run_demo(out_dir: Path, model_path: Path | None, train_samples: str | None, 
     panels.append(Panel("The model this demo just trained", "demo_trained_reconstructions.png",
                         f"{DEMO_PRESET} after {int(prov['samples_seen']):,} samples ({t_train:.0f} s on {where}), "
                         f"trained up to {stage}: input, reconstruction pairs of held-out faces; reconstruction PSNR "
-                        f"{psnr(recon, x):.1f} dB over 64 of them. A real run trains for hours; this shows the "
+                        f"{reconstruction_psnr(recon, x):.1f} dB over 64 of them. A real run trains for hours; this shows the "
                         "trainer works."))
     write_index(gallery, panels, model)
     return gallery / "index.html"

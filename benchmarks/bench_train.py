@@ -84,6 +84,7 @@ def toy_run(precision: str, seed: int, samples: int, resolution: int, data: Path
     import json
 
     from automod_cli.data import toyfaces
+    from automod_cli.metrics.psnr import reconstruction_psnr
     from automod_cli.model import Automodulator
     from automod_cli.train.report import cosine
 
@@ -101,9 +102,7 @@ def toy_run(precision: str, seed: int, samples: int, resolution: int, data: Path
     model = Automodulator.load(out / "model.safetensors")
     with torch.no_grad():
         x = toyfaces.render_tensor(toyfaces.sample_rows(n_eval, seed=424242), resolution)
-        recon = model.reconstruct(x).clamp(-1, 1)
-        mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)
-        psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean().item()
+        psnr = reconstruction_psnr(model.reconstruct(x), x)
     mean = lambda key: statistics.mean(r[key] for r in last)  # noqa: E731
     return {"precision": precision, "seed": seed, "samples": samples, "wall_s": wall,
             "img_per_s": samples / wall,

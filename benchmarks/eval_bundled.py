@@ -49,6 +49,7 @@ from automod_cli import pipeline  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.errors import MissingWeightsError  # noqa: E402
 from automod_cli.io.modelfile import file_sha256  # noqa: E402
+from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import code_stack, edit_stack, group_ranges, parse_scales  # noqa: E402
 
 
@@ -159,8 +160,7 @@ def main() -> None:
     rows = toyfaces.sample_rows(args.n_recon, seed=args.seed)
     x = toyfaces.render_tensor(rows, R)
     recon = model.reconstruct(x).clamp(-1, 1)
-    mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)
-    psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean().item()
+    psnr = reconstruction_psnr(recon, x)
     dist, lpips_weights = lpips_distance(args.weights_dir)
     lp = torch.cat([dist(a, b) for a, b in zip(x.split(100), recon.split(100))]).mean().item()
 
