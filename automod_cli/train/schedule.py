@@ -151,7 +151,7 @@ PRESETS: dict[str, dict] = {
     # faces). toy64 therefore ramps the lr down inside its one run (lr_rampdown, to 0.1× at the end).
     # What limits the toy models (issue 14; 64² runs straight at the top phase, 1 thread, validation
     # faces of seed 777 — never the test seed):
-    # - Samples, not capacity. A plain autoencoder (the same networks, L1 only, no game) at width 1/16
+    # - Samples, not capacity, early on. A plain autoencoder (same networks, L1 only, no game), width 1/16,
     #   reaches 17.9 / 19.8 dB after 20k / 40k samples; the "toy" plan of 4x the channels at 4²-16²
     #   (128, 128, 128, 64, 32; 4.2M parameters) only 17.2 dB after 20k, at 2.7x the cost per sample
     #   (1.7x in bf16). Early on the game learns reconstructions about as fast per sample (16.1 dB at
@@ -176,8 +176,12 @@ PRESETS: dict[str, dict] = {
     #   middle factors -0.02, edits glasses 74.5% / smile 53.5% — below the bundled model (21.50 dB, 56 / 3
     #   / 63%) at two fifths of its samples, so the bundled file stays. Mid-run the EMA decoder lagged the
     #   live one (96k: 16.9 against 19.3 dB; 184k, ramp begun: 20.2 against 20.4); at the ramp's end they
-    #   agree (20.98 live), so the EMA costs the finished file nothing. A run that resolves the middle
-    #   factors needs more samples than a CPU session gives: benchmarks/gpu_session.sh.
+    #   agree (20.98 live), so the EMA costs the finished file nothing.
+    # - Width, late: the plain autoencoder at width 1/16 with toy64's optimiser and an lr ramp over its last
+    #   36k of 90k samples (104 images/s on 2 cores, 3.5x the game's rate) reaches 19.4 / 20.3 / 20.9 /
+    #   21.4 dB after 15k / 30k / 60k / 90k (500 validation faces): the bundled game model's level. At this
+    #   width reconstructions level off near 21.5 dB with or without the game, below the 23 dB that the
+    #   middle mixing test needs, so the next candidate is wider (width 1/8, benchmarks/gpu_session.sh).
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
