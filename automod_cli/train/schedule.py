@@ -182,6 +182,8 @@ PRESETS: dict[str, dict] = {
     #   21.4 dB after 15k / 30k / 60k / 90k (500 validation faces): the bundled game model's level. At this
     #   width reconstructions level off near 21.5 dB with or without the game, below the 23 dB that the
     #   middle mixing test needs, so the next candidate is wider (width 1/8, benchmarks/gpu_session.sh).
+    #   The same autoencoder at width 1/8 (40 images/s): 18.4 / 20.4 / 21.0 dB after 15k / 30k / 45k (its
+    #   ramp from 36k), against 19.4 / 20.3 / 20.6 at width 1/16: slower at first, ahead from 30k.
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
