@@ -171,19 +171,20 @@ PRESETS: dict[str, dict] = {
     #   (--init, lr ramped from 1e-3 to 1e-4 over the last 100k; 33 images/s on 2 cores) gave 21.69 against
     #   21.50 dB, mixing test 57 / 2.5 / 65% of pairs against 56 / 3 / 63%, probe R² for the middle
     #   factors 0.08 against 0.06, edits within the noise (glasses 82.5 / 81.5%, smile 58.5 / 63%).
-    # - toy64 as it is now, one whole run from scratch (300k samples, 2.5 hours on 2 cores): 20.99 dB,
-    #   mixing test 25.5 / 3 / 43% of pairs (ceiling at its sharpness 79.5 / 43.5 / 82%), probe R² for the
-    #   middle factors -0.02, edits glasses 74.5% / smile 53.5% — below the bundled model (21.50 dB, 56 / 3
-    #   / 63%) at two fifths of its samples, so the bundled file stays. Mid-run the EMA decoder lagged the
-    #   live one (96k: 16.9 against 19.3 dB; 184k, ramp begun: 20.2 against 20.4); at the ramp's end they
+    # - toy64 as it is now, one whole run from scratch (300k samples, 2.5 hours; 1 thread to 72k, then 2):
+    #   20.99 dB, mixing test 25.5 / 3 / 43% of pairs (ceiling at its sharpness 79.5 / 43.5 / 82%), probe R²
+    #   for the middle factors -0.02, edits glasses 74.5% / smile 53.5% — below the bundled model (21.50 dB,
+    #   56 / 3 / 63%) at two fifths of its samples, so the bundled file stays. Mid-run the EMA decoder lagged
+    #   the live one (96k: 16.9 against 19.3 dB; 184k, ramp begun: 20.2 against 20.4); at the ramp's end they
     #   agree (20.98 live), so the EMA costs the finished file nothing.
     # - Width, late: the plain autoencoder at width 1/16 with toy64's optimiser and an lr ramp over its last
     #   36k of 90k samples (104 images/s on 2 cores, 3.5x the game's rate) reaches 19.4 / 20.3 / 20.9 /
-    #   21.4 dB after 15k / 30k / 60k / 90k (500 validation faces): the bundled game model's level. At this
-    #   width reconstructions level off near 21.5 dB with or without the game, below the 23 dB that the
-    #   middle mixing test needs, so the next candidate is wider (width 1/8, benchmarks/gpu_session.sh).
-    #   The same autoencoder at width 1/8 (40 images/s): 18.4 / 20.4 / 21.0 dB after 15k / 30k / 45k (its
-    #   ramp from 36k), against 19.4 / 20.3 / 20.6 at width 1/16: slower at first, ahead from 30k.
+    #   21.4 dB after 15k / 30k / 60k / 90k (500 validation faces): the level the bundled game model
+    #   reached in 756k samples and did not leave with 120k more (above), short of the 23 dB the middle
+    #   mixing test needs, so the next candidate is wider (width 1/8, benchmarks/gpu_session.sh).
+    #   The same autoencoder at width 1/8 (40 images/s): 18.4 / 20.4 dB after 15k / 30k against 19.4 /
+    #   20.3 at width 1/16 (slower at first, level at 30k); 21.0 against 20.6 at 45k, but its lr ramp had
+    #   begun at 36k, so that gap is not all width (stopped there).
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
