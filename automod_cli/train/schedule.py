@@ -164,8 +164,8 @@ PRESETS: dict[str, dict] = {
     #   (72k samples). toy64's EMA is 0.95 (a memory of 20 iterations).
     # - The codes carry almost nothing of the middle factors (eyes, mouth, glasses, hair style) at any
     #   sharpness reached yet: a linear probe's R² for them is 0.0 at 19.8 dB (autoencoder), 0.06 for the
-    #   old bundled model at 21.6 dB, 0.01 for the width-1/8 autoencoder at 22.1 dB (below). Of the pixels a "middle" mix changes, hair style is 77%, eyes 15%,
-    #   glasses 9%, mouth 3.5% (200 pairs).
+    #   old bundled model at 21.6 dB, 0.01 for the width-1/8 autoencoder at 22.1 dB (below). Of the pixels
+    #   a "middle" mix changes, hair style is 77%, eyes 15%, glasses 9%, mouth 3.5% (200 pairs).
     # - The texture grain is not what limits PSNR: faces with and without it differ by 33.9 dB.
     # - The bundled model is on a plateau at this width: 120k more samples from it with toy64's optimiser
     #   (--init, lr ramped from 1e-3 to 1e-4 over the last 100k; 33 images/s on 2 cores) gave 21.69 against
@@ -177,10 +177,10 @@ PRESETS: dict[str, dict] = {
     #   56 / 3 / 63%) at two fifths of its samples, so the bundled file stays. Mid-run the EMA decoder lagged
     #   the live one (96k: 16.9 against 19.3 dB; 184k, ramp begun: 20.2 against 20.4); at the ramp's end they
     #   agree (20.98 live), so the EMA costs the finished file nothing.
-    # - Width, late: the plain autoencoder at width 1/16 with toy64's optimiser and an lr ramp over its last
-    #   36k of 90k samples (104 images/s on 2 cores, 3.5x the game's rate) reaches 19.4 / 20.3 / 20.9 /
-    #   21.4 dB after 15k / 30k / 60k / 90k (500 validation faces): the level the bundled game model
-    #   reached in 756k samples and did not leave with 120k more (above), short of the 23 dB the middle
+    # - Width, late: the plain autoencoder (benchmarks/autoencoder_probe.py) at width 1/16 with toy64's
+    #   optimiser and an lr ramp over its last 36k of 90k samples (104 images/s on 2 cores, 3.5x the
+    #   game's rate) reaches 19.4 / 20.3 / 20.9 / 21.4 dB after 15k / 30k / 60k / 90k (500 validation
+    #   faces): the level the bundled game model reached in 756k samples and did not leave with 120k more (above), short of the 23 dB the middle
     #   mixing test needs, so the next candidate is wider (width 1/8, benchmarks/gpu_session.sh).
     #   The same autoencoder at width 1/8, 150k samples with the ramp over the last 60k (bf16 autocast,
     #   59 images/s on a 2-core Xeon with AMX; 18.4 dB at 15k as in fp32): 18.4 / 20.5 / 21.0 / 21.0 / 21.4
