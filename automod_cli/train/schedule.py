@@ -180,8 +180,9 @@ PRESETS: dict[str, dict] = {
     # - Width, late: the plain autoencoder (benchmarks/autoencoder_probe.py) at width 1/16 with toy64's
     #   optimiser and an lr ramp over its last 36k of 90k samples (104 images/s on 2 cores, 3.5x the
     #   game's rate) reaches 19.4 / 20.3 / 20.9 / 21.4 dB after 15k / 30k / 60k / 90k (500 validation
-    #   faces): the level the bundled game model reached in 756k samples and did not leave with 120k more (above), short of the 23 dB the middle
-    #   mixing test needs, so the next candidate is wider (width 1/8, benchmarks/gpu_session.sh).
+    #   faces): the level the bundled game model reached in 756k samples and did not leave with 120k
+    #   more (above), short of the 23 dB the middle mixing test needs, so the next candidate is wider
+    #   (width 1/8, benchmarks/gpu_session.sh).
     #   The same autoencoder at width 1/8, 150k samples with the ramp over the last 60k (bf16 autocast,
     #   59 images/s on a 2-core Xeon with AMX; 18.4 dB at 15k as in fp32): 18.4 / 20.5 / 21.0 / 21.0 / 21.4
     #   dB after 15k / 30k / 45k / 60k / 75k, against 19.4 / 20.3 / 20.6 / 20.9 / 21.3 at width 1/16 (whose
