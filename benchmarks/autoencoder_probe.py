@@ -15,7 +15,8 @@ optimiser is the toy64 preset's (Adam β 0.9 / 0.99, lr 1e-3, batch 16, random f
 (train/schedule.py lr_at: a half cosine to 0.1× over the last --ramp samples); the encoder's
 spectral-norm power iteration advances once per step, as in the trainer. The decoder runs without
 layer noise. Prints the machine, then one JSON line per evaluation (samples, PSNR in dB over
---val-n faces with outputs clamped, the last batch's L1, seconds, images/s).
+--val-n faces with outputs clamped, the last batch's L1, seconds, images/s with the evaluations
+included).
 """
 
 from __future__ import annotations
@@ -33,19 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe as machine  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
+from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import Automodulator, ModelConfig  # noqa: E402
+from automod_cli.train.losses import l1_loss  # noqa: E402
 from automod_cli.train.networks import advance_power_iteration  # noqa: E402
 from automod_cli.train.schedule import lr_at, parse_count  # noqa: E402
 
 
 @torch.no_grad()
 def psnr(model: Automodulator, x: torch.Tensor) -> float:
-    """Mean PSNR (dB, images in [0, 1]) of the model's reconstructions of x, outputs clamped."""
+    """Reconstruction PSNR of x (metrics.psnr), the decoder in eval mode for the call."""
     model.decoder.eval()
-    r = torch.cat([model.decoder(model.encoder(xb)).clamp(-1, 1) for xb in x.split(100)])
+    recon = torch.cat([model.decoder(model.encoder(xb)) for xb in x.split(100)])
     model.decoder.train()
-    mse = ((r - x) / 2).pow(2).flatten(1).mean(1)
-    return (10 * torch.log10(1 / mse)).mean().item()
+    return reconstruction_psnr(recon, x)
 
 
 def main() -> None:
@@ -96,7 +98,7 @@ def main() -> None:
         x[flip] = x[flip].flip(-1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             y = dec(enc(x), noise=False)
-        loss = (y.float() - x).abs().mean()
+        loss = l1_loss(y.float() - x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
