@@ -15,8 +15,23 @@ optimiser is the toy64 preset's (Adam β 0.9 / 0.99, lr 1e-3, batch 16, random f
 (train/schedule.py lr_at: a half cosine to 0.1× over the last --ramp samples); the encoder's
 spectral-norm power iteration advances once per step, as in the trainer. The decoder runs without
 layer noise. Prints the machine, then one JSON line per evaluation (samples, PSNR in dB over
---val-n faces with outputs clamped, the last batch's L1, seconds, images/s with the evaluations
+--val-n faces with outputs clamped, the last batch's loss, seconds, images/s with the evaluations
 included).
+
+Switches that isolate one suspect at a time (the figures in the README's "What limits the toy models"):
+
+    --codes free --n-train 64 --val-n 64    # the decoder alone memorising 64 faces from a free code each
+    --codes factors                         # the decoder alone, fed the faces' true factors
+    --n-train 64 --val-seed 0 --val-n 64    # the autoencoder memorising 64 faces (scored on them)
+    --no-encoder-sn                         # the encoder's convs without spectral normalisation
+    --layout-jitter 0.25                    # nearly aligned faces (layout spread cut to a quarter)
+    --loss mse                              # squared error instead of L1
+
+``--codes free`` learns one code per training face (the decoder and the codes train; the encoder is
+unused) and scores the first --val-n training faces; ``--codes factors`` feeds the decoder
+normalize(P·f), f a face's factors standardised on the training faces (the texture seed left out) and P a
+fixed random 512×F matrix, and scores held-out faces as usual. Neither flips faces (a flipped face would
+no longer match its code).
 """
 
 from __future__ import annotations
@@ -26,8 +41,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,17 +53,41 @@ from machine import describe as machine  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import Automodulator, ModelConfig  # noqa: E402
+from automod_cli.model.layers import SpectralNormConv2d  # noqa: E402
 from automod_cli.train.losses import l1_loss  # noqa: E402
 from automod_cli.train.networks import advance_power_iteration  # noqa: E402
 from automod_cli.train.schedule import lr_at, parse_count  # noqa: E402
 
 
+LAYOUT = ("coarse_x", "coarse_y", "coarse_size", "coarse_tilt")
+
+
+def with_layout_jitter(rows: list[dict], q: float) -> list[dict]:
+    """The rows with the spread of position, size and tilt about their range's centre scaled by q."""
+    if q == 1.0:
+        return rows
+    out = []
+    for row in rows:
+        row = dict(row)
+        for name in LAYOUT:
+            f = toyfaces.FACTOR_BY_NAME[name]
+            centre = (f.low + f.high) / 2
+            row[name] = centre + q * (row[name] - centre)
+        out.append(toyfaces.canonical_row(row))
+    return out
+
+
+def factor_matrix(rows: list[dict]) -> torch.Tensor:
+    names = [f.name for f in toyfaces.FACTORS if f.name != "fine_texture_seed"]
+    return torch.tensor([[float(r[n]) for n in names] for r in rows])
+
+
 @torch.no_grad()
-def psnr(model: Automodulator, x: torch.Tensor) -> float:
-    """Reconstruction PSNR of x (metrics.psnr), the decoder in eval mode for the call."""
-    model.decoder.eval()
-    recon = torch.cat([model.decoder(model.encoder(xb)) for xb in x.split(100)])
-    model.decoder.train()
+def psnr(decoder, codes_of_x: Callable[[], torch.Tensor], x: torch.Tensor) -> float:
+    """Reconstruction PSNR of x (metrics.psnr) from its codes, the decoder in eval mode for the call."""
+    decoder.eval()
+    recon = torch.cat([decoder(c) for c in codes_of_x().split(100)])
+    decoder.train()
     return reconstruction_psnr(recon, x)
 
 
@@ -67,7 +108,15 @@ def main() -> None:
     ap.add_argument("--val-n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default=None, help="write the final model here (a model file)")
+    ap.add_argument("--codes", choices=("encoder", "free", "factors"), default="encoder",
+                    help="where the decoder's codes come from (see above)")
+    ap.add_argument("--loss", choices=("l1", "mse"), default="l1")
+    ap.add_argument("--no-encoder-sn", action="store_true", help="encoder convs without spectral normalisation")
+    ap.add_argument("--layout-jitter", type=float, default=1.0,
+                    help="scale the spread of x, y, size and tilt about their centres (1: the toyfaces data)")
     args = ap.parse_args()
+    if args.save and (args.codes != "encoder" or args.no_encoder_sn):
+        ap.error("--save writes an autoencoder: only with --codes encoder and the encoder's spectral norm")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -75,18 +124,47 @@ def main() -> None:
     schedule = {"lr": [args.lr], "phase_starts": [0], "duration": samples,
                 "lr_rampdown": parse_count(args.ramp), "lr_final": 0.1}
     print(f"# {machine()}", flush=True)
-    x_train = torch.from_numpy(toyfaces.render_array(toyfaces.sample_rows(parse_count(args.n_train), 0),
-                                                     args.resolution)).permute(0, 3, 1, 2).contiguous()
-    x_val = toyfaces.render_tensor(toyfaces.sample_rows(args.val_n, args.val_seed), args.resolution)
+    train_rows = with_layout_jitter(toyfaces.sample_rows(parse_count(args.n_train), 0), args.layout_jitter)
+    x_train = torch.from_numpy(toyfaces.render_array(train_rows, args.resolution)).permute(0, 3, 1, 2).contiguous()
+    if args.codes == "free":  # a free code exists for training faces only: score the first --val-n of them
+        val_rows = train_rows[: args.val_n]
+    else:
+        val_rows = with_layout_jitter(toyfaces.sample_rows(args.val_n, args.val_seed), args.layout_jitter)
+    x_val = toyfaces.render_tensor(val_rows, args.resolution)
 
     model = Automodulator(ModelConfig(resolution=args.resolution, width=args.width))
     # The encoder stays in eval mode with one explicit power iteration per step, as in the trainer
     # (train/loop.py: the spectral-norm u advances once per step, not once per forward).
     enc, dec = model.encoder.eval(), model.decoder.train()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, 0.99))
+    if args.no_encoder_sn:
+        for m in enc.modules():
+            if isinstance(m, SpectralNormConv2d):
+                m.normalized_weight = (lambda m=m: m.weight)
+    params = list(dec.parameters())
+    if args.codes == "encoder":
+        params += list(enc.parameters())
+        codes_of = lambda x, idx: enc(x)  # noqa: E731
+        val_codes = lambda: torch.cat([enc(xb) for xb in x_val.split(100)])  # noqa: E731
+    elif args.codes == "free":
+        table = torch.nn.Parameter(torch.randn(len(train_rows), model.config.latent_dim))
+        params.append(table)
+        codes_of = lambda x, idx: F.normalize(table[idx], dim=1)  # noqa: E731
+        val_codes = lambda: F.normalize(table[: len(val_rows)], dim=1)  # noqa: E731
+    else:
+        f_train = factor_matrix(train_rows)
+        mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-8)
+        proj = torch.randn(model.config.latent_dim, f_train.shape[1], generator=torch.Generator().manual_seed(5))
+        project = lambda f: F.normalize(((f - mean) / std) @ proj.T, dim=1)  # noqa: E731
+        z_train, z_val = project(f_train), project(factor_matrix(val_rows))
+        codes_of = lambda x, idx: z_train[idx]  # noqa: E731
+        val_codes = lambda: z_val  # noqa: E731
+    loss_of = l1_loss if args.loss == "l1" else (lambda r: r.pow(2).mean())
+    opt = torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, 0.99))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"# width {args.width}, {n_params / 1e6:.2f}M parameters, batch {args.batch}, "
-          f"{'bf16 autocast' if args.bf16 else 'fp32'}", flush=True)
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}, codes: {args.codes}, loss {args.loss}"
+          + (", encoder without spectral norm" if args.no_encoder_sn else "")
+          + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else ""), flush=True)
     g = torch.Generator().manual_seed(args.seed + 1)
     seen, next_eval, t0 = 0, every, time.time()
     while seen < samples:
@@ -94,21 +172,24 @@ def main() -> None:
             group["lr"] = lr_at(schedule, seen)
         idx = torch.randint(0, len(x_train), (args.batch,), generator=g)
         x = x_train[idx].float() / 127.5 - 1
-        flip = torch.rand(args.batch, generator=g) < 0.5
-        x[flip] = x[flip].flip(-1)
+        if args.codes == "encoder":  # a flipped face no longer matches its free code or its factors
+            flip = torch.rand(args.batch, generator=g) < 0.5
+            x[flip] = x[flip].flip(-1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            y = dec(enc(x), noise=False)
-        loss = l1_loss(y.float() - x)
+            y = dec(codes_of(x, idx), noise=False)
+        loss = loss_of(y.float() - x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        advance_power_iteration(enc, model.config.n_blocks - 1)
+        if args.codes == "encoder" and not args.no_encoder_sn:
+            advance_power_iteration(enc, model.config.n_blocks - 1)
         seen += args.batch
         if seen >= next_eval or seen >= samples:
             next_eval += every
             elapsed = time.time() - t0
-            print(json.dumps({"samples": seen, "psnr": round(psnr(model, x_val), 2), "l1": round(loss.item(), 4),
-                              "s": round(elapsed), "img_s": round(seen / elapsed, 1)}), flush=True)
+            print(json.dumps({"samples": seen, "psnr": round(psnr(dec, val_codes, x_val), 2),
+                              args.loss: round(loss.item(), 4), "s": round(elapsed),
+                              "img_s": round(seen / elapsed, 1)}), flush=True)
     if args.save:
         model.provenance = {"samples_seen": seen, "note": "benchmarks/autoencoder_probe.py: plain autoencoder, "
                             "L1 only, no training game", "args": vars(args)}
