@@ -193,10 +193,17 @@ PRESETS: dict[str, dict] = {
     #   model 56 / 3 / 63%), its probe R² is 0.59 / 0.01 / 0.84 (at 22 dB the codes still carry nothing of
     #   the middle factors), edits glasses 89% / smile 48.5% (both moving pixels by ~0.5/255).
     # - The game started from that autoencoder (toy64 with width 1/8, bf16, --init, lr 5e-4 ramped to 0.1x
-    #   over 56k samples; 11-13 images/s on 2 cores) first lost sharpness (live decoder 21.3 dB after 16k
+    #   over 56k samples; 11-13 images/s on 2 cores, a quarter of it the decoder-side reconstruction pass:
+    #   14.1 against 18.3 without it) first lost sharpness (live decoder 21.3 dB after 16k
     #   game samples, the EMA decoder 15.6) and, stopped after 49k (ramp 86% done), scored 21.7 dB, mixing
     #   42 / 2 / 62.5%, probe R² 0.59 / 0.01 / 0.84, edits glasses 79.5% / smile 51.5%: the autoencoder's
     #   level, below the bundled model's coarse mixing (56%), so it was not shipped.
+    # - Few-pixel features (eyes, mouths, glasses) are the decoder's slowest lesson: at 22 dB the
+    #   autoencoder draws none (22.2 dB on its training faces: no over-fitting). The decoder alone,
+    #   memorising 64 faces from a free code each (autoencoder_probe.py --codes free), reaches only 23.4 dB
+    #   after 100k samples at width 1/16, without eyes (width 1/8: 23.4 after 30k); fed the true factors
+    #   it learns more slowly than with the encoder's code. No change from dropping the encoder's spectral
+    #   norm or L1 (MSE), +0.9 dB from nearly aligned faces (still no eyes). Steps and width, not the code.
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
