@@ -201,9 +201,10 @@ PRESETS: dict[str, dict] = {
     # - Few-pixel features (eyes, mouths, glasses) are the decoder's slowest lesson: at 22 dB the
     #   autoencoder draws none (22.2 dB on its training faces: no over-fitting). The decoder alone,
     #   memorising 64 faces from a free code each (autoencoder_probe.py --codes free), reaches only 23.4 dB
-    #   after 100k samples at width 1/16, without eyes (width 1/8: 23.4 after 30k); fed the true factors
-    #   it learns more slowly than with the encoder's code. No change from dropping the encoder's spectral
-    #   norm or L1 (MSE), +0.9 dB from nearly aligned faces (still no eyes). Steps and width, not the code.
+    #   after 100k samples at width 1/16, without eyes (width 1/8: after 30k; 1/4 ahead again); fed the
+    #   true factors it learns more slowly than with the encoder's code. No change from dropping the
+    #   encoder's spectral norm or L1 (MSE), +0.9 dB from nearly aligned faces (still no eyes). Steps and
+    #   width, not the code.
     "toy32": {"resolution": 32, "width": 1 / 16, "latent_dim": 512, "phase_starts": [0, 8 * K, 16 * K, 32 * K],
               "fade": 8 * K, "duration": 80 * K, "batch": [32, 32, 32, 32], "lr": [1e-3] * 4,
               "margin": [0.0, 0.0, 0.05, 0.05], "decoder_recon_weight": 1.0, "ema_decay": 0.995,
