@@ -192,7 +192,7 @@ def main() -> None:
                               "img_s": round(seen / elapsed, 1)}), flush=True)
     if args.save:
         model.provenance = {"samples_seen": seen, "note": "benchmarks/autoencoder_probe.py: plain autoencoder, "
-                            "L1 only, no training game", "args": vars(args)}
+                            f"{args.loss.upper()} only, no training game", "args": vars(args)}
         model.save(args.save)
         print(f"# saved {args.save}")
 
