@@ -160,8 +160,8 @@ def main() -> None:
         val_codes = lambda: z_val  # noqa: E731
     loss_of = l1_loss if args.loss == "l1" else (lambda r: r.pow(2).mean())
     opt = torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, 0.99))
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"# width {args.width}, {n_params / 1e6:.2f}M parameters, batch {args.batch}, "
+    n_params = sum(p.numel() for p in params)  # what trains (without the encoder when it is unused)
+    print(f"# width {args.width}, {n_params / 1e6:.2f}M trained parameters, batch {args.batch}, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, codes: {args.codes}, loss {args.loss}"
           + (", encoder without spectral norm" if args.no_encoder_sn else "")
           + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else ""), flush=True)
