@@ -26,6 +26,11 @@ Switches that isolate one suspect at a time (the figures in the README's "What l
     --no-encoder-sn                         # the encoder's convs without spectral normalisation
     --layout-jitter 0.25                    # nearly aligned faces (layout spread cut to a quarter)
     --loss mse                              # squared error instead of L1
+    --loss laplacian                        # L1 on a Laplacian pyramid: level j (0 finest) weighs 2^j
+    --loss deep                             # L1 at every block's to_rgb too, against the downsampled face
+    --canvas learned                        # a learned 4x4 canvas (StyleGAN) instead of the constant ones
+    --canvas coords                         # x and y ramps in place of two channels after every block
+    --style-lr 10                           # the AdaIN style layers' lr multiplied by 10
 
 ``--codes free`` learns one code per training face (the decoder and the codes train; the encoder is
 unused) and scores the first --val-n training faces; ``--codes factors`` feeds the decoder
@@ -82,6 +87,24 @@ def factor_matrix(rows: list[dict]) -> torch.Tensor:
     return torch.tensor([[float(r[n]) for n in names] for r in rows])
 
 
+def laplacian(x: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
+    """A Laplacian pyramid, finest level first: each level minus its 2x-downsampled, upsampled self."""
+    out = []
+    for _ in range(levels):
+        down = F.avg_pool2d(x, 2)
+        out.append(x - F.interpolate(down, scale_factor=2, mode="bilinear", align_corners=False))
+        x = down
+    return out + [x]
+
+
+def with_coordinates(h: torch.Tensor) -> torch.Tensor:
+    """h with its last two channels replaced by x and y ramps from -1 to 1."""
+    b, _, height, width = h.shape
+    ys = torch.linspace(-1, 1, height, dtype=h.dtype).view(1, 1, height, 1).expand(b, 1, height, width)
+    xs = torch.linspace(-1, 1, width, dtype=h.dtype).view(1, 1, 1, width).expand(b, 1, height, width)
+    return torch.cat([h[:, :-2], xs, ys], 1)
+
+
 @torch.no_grad()
 def psnr(decoder, codes_of_x: Callable[[], torch.Tensor], x: torch.Tensor) -> float:
     """Reconstruction PSNR of x (metrics.psnr) from its codes, the decoder in eval mode for the call."""
@@ -110,13 +133,17 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="write the final model here (a model file)")
     ap.add_argument("--codes", choices=("encoder", "free", "factors"), default="encoder",
                     help="where the decoder's codes come from (see above)")
-    ap.add_argument("--loss", choices=("l1", "mse"), default="l1")
+    ap.add_argument("--loss", choices=("l1", "mse", "laplacian", "deep"), default="l1")
+    ap.add_argument("--canvas", choices=("ones", "learned", "coords"), default="ones",
+                    help="the decoder's 4x4 input and position information (see above)")
+    ap.add_argument("--style-lr", type=float, default=1.0, help="lr multiplier of the AdaIN style layers")
     ap.add_argument("--no-encoder-sn", action="store_true", help="encoder convs without spectral normalisation")
     ap.add_argument("--layout-jitter", type=float, default=1.0,
                     help="scale the spread of x, y, size and tilt about their centres (1: the toyfaces data)")
     args = ap.parse_args()
-    if args.save and (args.codes != "encoder" or args.no_encoder_sn):
-        ap.error("--save writes an autoencoder: only with --codes encoder and the encoder's spectral norm")
+    if args.save and (args.codes != "encoder" or args.no_encoder_sn or args.canvas != "ones"):
+        ap.error("--save writes an autoencoder: only with --codes encoder, the encoder's spectral norm and "
+                 "the constant canvas")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -140,6 +167,18 @@ def main() -> None:
         for m in enc.modules():
             if isinstance(m, SpectralNormConv2d):
                 m.normalized_weight = (lambda m=m: m.weight)
+    if args.canvas == "learned":
+        canvas = dec.constant
+        del dec._buffers["constant"]
+        dec.constant = torch.nn.Parameter(torch.randn_like(canvas))
+    elif args.canvas == "coords":
+        for block in dec.blocks:
+            block.register_forward_hook(lambda module, inputs, h: with_coordinates(h))
+    block_outputs: list[torch.Tensor] = []  # --loss deep: each block's features, gathered by hooks
+    if args.loss == "deep":
+        for block in dec.blocks:
+            block.register_forward_hook(
+                lambda module, inputs, h: block_outputs.append(h) if module.training else None)
     params = list(dec.parameters())
     if args.codes == "encoder":
         params += list(enc.parameters())
@@ -158,18 +197,35 @@ def main() -> None:
         z_train, z_val = project(f_train), project(factor_matrix(val_rows))
         codes_of = lambda x, idx: z_train[idx]  # noqa: E731
         val_codes = lambda: z_val  # noqa: E731
-    loss_of = l1_loss if args.loss == "l1" else (lambda r: r.pow(2).mean())
-    opt = torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, 0.99))
+    def loss_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if args.loss == "mse":
+            return (y - x).pow(2).mean()
+        if args.loss == "laplacian":
+            return sum(l1_loss(a - b) * 2 ** j for j, (a, b) in enumerate(zip(laplacian(y), laplacian(x))))
+        loss = l1_loss(y - x)
+        if args.loss == "deep":  # the last block's output is y itself
+            top = len(block_outputs) - 1
+            for i, h in enumerate(block_outputs[:-1]):
+                loss = loss + l1_loss(dec.to_rgb[i](h.float()) - F.avg_pool2d(x, 2 ** (top - i)))
+            block_outputs.clear()
+        return loss
+
+    style = {id(p) for name, p in dec.named_parameters() if ".style." in name}
+    opt = torch.optim.Adam([{"params": [p for p in params if id(p) not in style], "lr_mult": 1.0},
+                            {"params": [p for p in params if id(p) in style], "lr_mult": args.style_lr}],
+                           lr=args.lr, betas=(args.beta1, 0.99))
     n_params = sum(p.numel() for p in params)  # what trains (without the encoder when it is unused)
     print(f"# width {args.width}, {n_params / 1e6:.2f}M trained parameters, batch {args.batch}, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, codes: {args.codes}, loss {args.loss}"
           + (", encoder without spectral norm" if args.no_encoder_sn else "")
-          + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else ""), flush=True)
+          + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else "")
+          + (f", canvas {args.canvas}" if args.canvas != "ones" else "")
+          + (f", style lr x{args.style_lr:g}" if args.style_lr != 1.0 else ""), flush=True)
     g = torch.Generator().manual_seed(args.seed + 1)
     seen, next_eval, t0 = 0, every, time.time()
     while seen < samples:
         for group in opt.param_groups:
-            group["lr"] = lr_at(schedule, seen)
+            group["lr"] = lr_at(schedule, seen) * group["lr_mult"]
         idx = torch.randint(0, len(x_train), (args.batch,), generator=g)
         x = x_train[idx].float() / 127.5 - 1
         if args.codes == "encoder":  # a flipped face no longer matches its free code or its factors
@@ -177,7 +233,7 @@ def main() -> None:
             x[flip] = x[flip].flip(-1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             y = dec(codes_of(x, idx), noise=False)
-        loss = loss_of(y.float() - x)
+        loss = loss_of(y.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
