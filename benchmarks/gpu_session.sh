@@ -15,6 +15,9 @@
 #
 #   device run, carry ["gpu-run"]:  OUT=$OUT bash benchmarks/gpu_session.sh
 #   back here, for the next session: bash benchmarks/gpu_session.sh --collect FILES_AT
+#   between GPU sessions, the same run on this machine's CPU (bf16 autocast; stop it any time, it saves
+#   within checkpoint_minutes; re-running goes on): bash benchmarks/gpu_session.sh --cpu SECONDS
+#   (its toyfaces are drawn once into $DATA, default gpu-data/; the next GPU call carries and resumes gpu-run/)
 #
 # Smoke test on a CPU: DEVICE=cpu N_FACES=2000 TRAIN_UNTIL=60 BUDGET=120 PY=.venv/bin/python bash ...
 set -uo pipefail
@@ -35,30 +38,63 @@ if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (the 
   exit 0
 fi
 
+# The run: the toy64 preset (Adam β1 0.9, EMA 0.95, the lr ramped down at the end: see train/schedule.py) with
+# phases of 20k-40k samples and 20k-sample fades (64² from 140k), to 3M samples with the lr ramp over the last
+# 1M, width 1/8, batch 64. Why: on the first H200 session an iteration cost 65-100 ms whatever the batch
+# (per-iteration overhead), TF32 beat bf16 at these sizes, and a fresh run got 4,800 iterations in 383 s; so
+# the run spans sessions (about ten at that speed, fewer with CUDA graphs), and width 1/8 keeps its training
+# state (~40 MB) under what a call carries and returns. When it has finished, the next call only evaluates.
+# Between GPU sessions the CPU trains the same run (--cpu): device, precision, workers, threads and CUDA
+# graphs may change when a run resumes; nothing else here may.
+RUN_SETTINGS='"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 3000000,
+  "lr_rampdown": 1000000, "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000,
+  "grid_every": 100000, "seed": 0, "width": 0.125, "batch": 64'
+N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
+PY=${PY:-python3}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+
+# train_until SECONDS DATA RUN OVERRIDES: the toy64 preset with OVERRIDES (JSON), resumed when RUN holds a
+# state, stopped by SIGTERM after SECONDS (which saves it). Through the core rather than the CLI (no
+# dependency on a GPU machine's Typer); the command recorded in the model is the equivalent `automod train`.
+train_until() {
+  timeout -s TERM -k 40 "$1" $PY - "$2" "$3" "$4" <<'PY'
+import json, shlex, sys
+from automod_cli.train import run_training
+from automod_cli.train.schedule import resolve_config
+data, run, over = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+cfg = resolve_config("toy64", over)
+command = "automod train " + shlex.join([data, "--out", run, "--preset", "toy64"] +
+                                         [a for k, v in over.items() for a in ("--set", f"{k}={json.dumps(v)}")])
+print(command, flush=True)
+sys.exit(run_training(cfg, data, run, command=command, say=lambda s: print(s, flush=True), progress=True))
+PY
+}
+
+if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-run/, for SECONDS
+  seconds=${2:?usage: gpu_session.sh --cpu SECONDS}
+  DATA=${DATA:-gpu-data}
+  if [ ! -f "$DATA/labels.csv" ]; then
+    echo "drawing $N_FACES toyfaces at 64² (seed 0) into $DATA"
+    $PY -c "from automod_cli.data import toyfaces; toyfaces.generate('$DATA', $N_FACES, 64, 0, workers=2)" || exit 1
+  fi
+  train_until "$seconds" "$DATA" "$RUN_DIR" \
+      '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "bf16", "workers": 1, "threads": 2}'
+  rc=$?
+  echo "training exited with $rc (124: stopped at its second, state saved); $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
+  exit $rc
+fi
+
 OUT=${OUT:-gpu-out}
 WORK=${WORK:-/tmp/automod-gpu}
-PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
-N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
 TRAIN_UNTIL=${TRAIN_UNTIL:-450}  # second of this script at which the run gets SIGTERM
 BUDGET=${BUDGET:-575}            # seconds for the whole script; the benchmarks get what is left
 mkdir -p "$OUT" "$WORK/runs"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 SECONDS=0
 status=0
 step() { echo "== [${SECONDS}s] $1"; shift; "$@" || { echo "!! failed ($?): $*"; status=1; }; }
 left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
-
-# The run: the toy64 preset (Adam β1 0.9, EMA 0.95, the lr ramped down at the end: see train/schedule.py) with
-# phases of 20k-40k samples and 20k-sample fades (64² from 140k), to 3M samples with the lr ramp over the last
-# 1M, TF32, width 1/8, batch 64. Why: on the first H200 session an iteration cost 65-100 ms whatever the batch
-# (per-iteration overhead), TF32 beat bf16 at these sizes, and a fresh run got 4,800 iterations in 383 s; so
-# the run spans sessions (about ten at that speed, fewer with CUDA graphs), and width 1/8 keeps its training
-# state (~40 MB) under what a call carries and returns. When it has finished, the next call only evaluates.
-OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 3000000,
-  "lr_rampdown": 1000000, "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000,
-  "grid_every": 100000, "workers": 4, "seed": 0, "precision": "fp32", "width": 0.125, "batch": 64,
-  "device": "'$DEVICE'"}'
+OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$DEVICE'"}'
 
 {
   step "machine" nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -91,20 +127,7 @@ OVERRIDES='{"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "du
   echo "== [${SECONDS}s] training until second $TRAIN_UNTIL: $OVERRIDES"
   ( while sleep 30; do echo "   [${SECONDS}s] gpu: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>&1)"; done ) &
   watch=$!
-  # Through the core rather than the CLI (no dependency on that machine's Typer); the command recorded
-  # in the model is the equivalent `automod train` line.
-  timeout -s TERM -k 40 $(( TRAIN_UNTIL - SECONDS )) $PY - "$WORK/toyfaces64" "$run" "$OVERRIDES" \
-      >"$WORK/train.out" 2>&1 <<'PY'
-import json, shlex, sys
-from automod_cli.train import run_training
-from automod_cli.train.schedule import resolve_config
-data, run, over = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-cfg = resolve_config("toy64", over)
-command = "automod train " + shlex.join([data, "--out", run, "--preset", "toy64"] +
-                                         [a for k, v in over.items() for a in ("--set", f"{k}={json.dumps(v)}")])
-print(command, flush=True)
-sys.exit(run_training(cfg, data, run, command=command, say=lambda s: print(s, flush=True), progress=True))
-PY
+  train_until $(( TRAIN_UNTIL - SECONDS )) "$WORK/toyfaces64" "$run" "$OVERRIDES" >"$WORK/train.out" 2>&1
   echo "== [${SECONDS}s] training exited with $? (124: stopped at its second, state saved)"
   kill $watch 2>/dev/null
   grep -v "check_worker_number_rationality\|UserWarning" "$WORK/train.out" | tail -n 6
