@@ -17,7 +17,8 @@
 #   back here, for the next session: bash benchmarks/gpu_session.sh --collect FILES_AT
 #   between GPU sessions, the same run on this machine's CPU (bf16 autocast; stop it any time, it saves
 #   within checkpoint_minutes; re-running goes on): bash benchmarks/gpu_session.sh --cpu SECONDS
-#   (its toyfaces are drawn once into $DATA, default gpu-data/; the next GPU call carries and resumes gpu-run/)
+#   (with .venv/bin/python when there is one; its toyfaces are drawn once into $DATA, default gpu-data/;
+#   the next GPU call carries and resumes gpu-run/)
 #
 # Smoke test on a CPU: DEVICE=cpu N_FACES=2000 TRAIN_UNTIL=60 BUDGET=120 PY=.venv/bin/python bash ...
 set -uo pipefail
@@ -50,6 +51,7 @@ RUN_SETTINGS='"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "
   "lr_rampdown": 1000000, "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000,
   "grid_every": 100000, "seed": 0, "width": 0.125, "batch": 64'
 N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
+[ "${1:-}" = "--cpu" ] && [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}  # the README's set-up
 PY=${PY:-python3}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 
