@@ -58,13 +58,15 @@ from machine import describe as machine  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import Automodulator, ModelConfig  # noqa: E402
-from automod_cli.model.layers import SpectralNormConv2d  # noqa: E402
+from automod_cli.model.layers import AdaIN, SpectralNormConv2d  # noqa: E402
 from automod_cli.train.losses import l1_loss  # noqa: E402
 from automod_cli.train.networks import advance_power_iteration  # noqa: E402
 from automod_cli.train.schedule import lr_at, parse_count  # noqa: E402
 
 
 LAYOUT = ("coarse_x", "coarse_y", "coarse_size", "coarse_tilt")
+LOSS_NOTES = {"l1": "L1 only", "mse": "MSE only", "laplacian": "Laplacian-pyramid L1 only",
+              "deep": "L1 on the image and on every block's to_rgb"}  # what a saved model's note says
 
 
 def with_layout_jitter(rows: list[dict], q: float) -> list[dict]:
@@ -169,7 +171,7 @@ def main() -> None:
                 m.normalized_weight = (lambda m=m: m.weight)
     if args.canvas == "learned":
         canvas = dec.constant
-        del dec._buffers["constant"]
+        del dec.constant  # the buffer, replaced by a parameter of the same shape
         dec.constant = torch.nn.Parameter(torch.randn_like(canvas))
     elif args.canvas == "coords":
         for block in dec.blocks:
@@ -197,6 +199,7 @@ def main() -> None:
         z_train, z_val = project(f_train), project(factor_matrix(val_rows))
         codes_of = lambda x, idx: z_train[idx]  # noqa: E731
         val_codes = lambda: z_val  # noqa: E731
+
     def loss_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if args.loss == "mse":
             return (y - x).pow(2).mean()
@@ -210,7 +213,7 @@ def main() -> None:
             block_outputs.clear()
         return loss
 
-    style = {id(p) for name, p in dec.named_parameters() if ".style." in name}
+    style = {id(p) for m in dec.modules() if isinstance(m, AdaIN) for p in m.style.parameters()}
     opt = torch.optim.Adam([{"params": [p for p in params if id(p) not in style], "lr_mult": 1.0},
                             {"params": [p for p in params if id(p) in style], "lr_mult": args.style_lr}],
                            lr=args.lr, betas=(args.beta1, 0.99))
@@ -248,7 +251,7 @@ def main() -> None:
                               "img_s": round(seen / elapsed, 1)}), flush=True)
     if args.save:
         model.provenance = {"samples_seen": seen, "note": "benchmarks/autoencoder_probe.py: plain autoencoder, "
-                            f"{args.loss.upper()} only, no training game", "args": vars(args)}
+                            f"{LOSS_NOTES[args.loss]}, no training game", "args": vars(args)}
         model.save(args.save)
         print(f"# saved {args.save}")
 

@@ -72,12 +72,17 @@ sys.exit(run_training(cfg, data, run, command=command, say=lambda s: print(s, fl
 PY
 }
 
+# draw_faces DIR WORKERS: the run's training faces (N_FACES toyfaces at 64², seed 0), the same on every machine.
+draw_faces() {
+  $PY -c "from automod_cli.data import toyfaces; toyfaces.generate('$1', $N_FACES, 64, 0, workers=$2)"
+}
+
 if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-run/, for SECONDS
   seconds=${2:?usage: gpu_session.sh --cpu SECONDS}
   DATA=${DATA:-gpu-data}
   if [ ! -f "$DATA/labels.csv" ]; then
     echo "drawing $N_FACES toyfaces at 64² (seed 0) into $DATA"
-    $PY -c "from automod_cli.data import toyfaces; toyfaces.generate('$DATA', $N_FACES, 64, 0, workers=2)" || exit 1
+    draw_faces "$DATA" 2 || exit 1
   fi
   train_until "$seconds" "$DATA" "$RUN_DIR" \
       '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "bf16", "workers": 1, "threads": 2}'
@@ -102,8 +107,7 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   step "machine" nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   step "torch" $PY -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())"
   echo "== [${SECONDS}s] toyfaces: $N_FACES faces at 64² (seed 0), in the background"
-  $PY -c "from automod_cli.data import toyfaces; toyfaces.generate('$WORK/toyfaces64', $N_FACES, 64, 0, workers=12)" \
-      >"$WORK/toyfaces.out" 2>&1 &
+  draw_faces "$WORK/toyfaces64" 12 >"$WORK/toyfaces.out" 2>&1 &
   gen=$!
   step "cuda tests" timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_train_cuda.py -k "not graph"
   # The run replays CUDA graphs of its steps only if they agree with eager steps here, on this machine.
