@@ -23,13 +23,15 @@ FLAGS = ["--preset", "toy32", "--resolution", "8", "--width", "0.015625", "--lat
          "--set", "phase_starts=[0,64]", "--fade", "64", "--duration", "384", "--batch-size", "8",
          "--workers", "0", "--device", "cpu", "--log-every", "8", "--checkpoint-every", "32",
          "--grid-every", "100000", "--seed", "3", "--threads", "1", "--loss", "robust",
-         "--set", "fade_first_phase=true", "--set", "robust_carry_over=true"]
+         "--set", "fade_first_phase=true", "--set", "robust_carry_over=true", "--set", "layer_noise=true"]
 # The adaptive robust loss (not the toy presets' L1), so its learned parameters must resume too, and the
 # paper presets' phase starts: the 4² fade (pool off until 64 samples) and the robust loss carried over to
-# 8² at 64 samples, where a checkpoint falls.
+# 8² at 64 samples, where a checkpoint falls. Layer noise on (the paper's; the toy presets turn it off), so
+# its draws from the generator must resume too.
 OVERRIDES = {"loss": "robust", "resolution": 8, "width": 0.015625, "latent_dim": 16, "phase_starts": [0, 64],
              "fade": 64, "duration": 384, "batch": 8, "workers": 0, "device": "cpu", "log_every": 8, "checkpoint_every": 32,
-             "grid_every": 100000, "seed": 3, "threads": 1, "fade_first_phase": True, "robust_carry_over": True}
+             "grid_every": 100000, "seed": 3, "threads": 1, "fade_first_phase": True, "robust_carry_over": True,
+             "layer_noise": True}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest)
@@ -75,6 +77,24 @@ def test_lost_progress_resume_is_bit_exact(tmp_path):
     assert load_state(tmp_path / "at-phase" / "state" / "state.safetensors")[1]["samples"] == 64
     Trainer(cfg, data, tmp_path / "at-phase", progress=False).run()
     assert_same_state(ref, state_tensors(tmp_path / "at-phase"))
+
+
+def test_bf16_resume_on_the_cpu_is_bit_exact_in_channels_last(tmp_path):
+    # bf16 on a CPU trains in the channels-last layout (the fast one there): its parameters and Adam
+    # moments are saved contiguous and come back into that layout on resuming, with nothing lost.
+    data = make_images(tmp_path / "data")
+    cfg = resolve_config("toy32", dict(OVERRIDES, precision="bf16", duration=128))
+    ref = Trainer(cfg, data, tmp_path / "ref", progress=False)
+    conv = ref.decoder.blocks[1].conv2.weight
+    assert ref.channels_last and conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    ref.run()
+    Trainer(cfg, data, tmp_path / "run", progress=False).run(max_iterations=13)  # 104 samples, saved at 96
+    resumed = Trainer(cfg, data, tmp_path / "run", progress=False)
+    resumed.run()
+    assert resumed.samples == 128
+    assert_same_state(state_tensors(tmp_path / "ref"), state_tensors(tmp_path / "run"))
+    fp32 = Trainer(resolve_config("toy32", OVERRIDES), data, tmp_path / "fp32", progress=False)
+    assert not fp32.channels_last and fp32.decoder.blocks[1].conv2.weight.is_contiguous()
 
 
 def run_cli(args, **kw):

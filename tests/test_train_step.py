@@ -21,7 +21,7 @@ def tiny_config(**over):
     base = {"resolution": 16, "width": 1 / 64, "latent_dim": 16, "phase_starts": [0, 8, 16], "fade": 16,
             "duration": 48, "batch": 8, "workers": 0, "device": "cpu", "log_every": 16, "grid_every": 10**6,
             "checkpoint_every": 10**6, "ema_decay": 0.999, "decoder_recon_weight": 0.0,  # the paper's game
-            "loss": "robust", "recon_weight": 0.2}
+            "loss": "robust", "recon_weight": 0.2, "layer_noise": True}
     base.update(over)
     return resolve_config("toy32", base)
 

@@ -152,8 +152,11 @@ class LayerNoise(nn.Module):
     def forward(self, x: torch.Tensor, enabled: bool) -> torch.Tensor:
         if not enabled:
             return x
-        # Drawn in NCHW order whatever x's memory layout, so a seed gives the same noise as ever.
-        return x + self.scale.view(1, -1, 1, 1) * torch.randn(x.shape, dtype=x.dtype, device=x.device)
+        # Drawn in NCHW order whatever x's memory layout, so a seed gives the same noise as ever. The sum
+        # stays in x's dtype: under bf16 autocast an fp32 scale would promote the map (and the AdaIN after
+        # it) to fp32, and the next conv would cast it back.
+        noise = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+        return torch.addcmul(x, self.scale.to(x.dtype).view(1, -1, 1, 1), noise)
 
 
 class AdaIN(nn.Module):

@@ -93,6 +93,13 @@ class Trainer:
         self.say = say or (lambda msg: print(msg, file=sys.stderr))
         self.show_progress = progress
         self.cuda = self.device.type == "cuda"
+        precision = cfg.get("precision", "auto")
+        self.bf16 = precision == "bf16" or (precision == "auto" and self.cuda)  # bf16 autocast (_autocast)
+        # Channels-last convolutions are the fast path for bf16 on tensor cores, and for bf16 on a CPU too
+        # (oneDNN: 1.3x images/s for toy64 width 1/8 at 64², 2-core Xeon, benchmarks/bench_train.py). fp32 on
+        # a CPU keeps the default layout, whose conv backward is the more accurate there (see
+        # model/layers.py: channels_last); bf16's own rounding is far coarser than that difference.
+        self.channels_last = self.cuda or self.bf16
 
         torch.manual_seed(cfg["seed"])
         self.model_config = ModelConfig(resolution=cfg["resolution"], variant=cfg["variant"], width=cfg["width"],
@@ -100,7 +107,7 @@ class Trainer:
         mc = self.model_config
         self.encoder = Encoder(mc).to(self.device).eval()  # eval: see the module docstring (spectral norm)
         self.decoder = Decoder(mc).to(self.device).train()
-        if self.cuda:  # channels-last convolutions are the fast path for bf16 on tensor cores
+        if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.decoder).eval().requires_grad_(False)
@@ -340,10 +347,8 @@ class Trainer:
     def _autocast(self):
         """bf16 autocast: on CUDA by default; on a CPU only with precision=bf16 (AVX-512 BF16 CPUs run
         bf16 matmuls several times faster than fp32, at bf16's rounding)."""
-        precision = self.cfg.get("precision", "auto")
-        enabled = precision == "bf16" or (precision == "auto" and self.cuda)
         # No cast cache under CUDA graphs: cached bf16 weights would outlive the captured step.
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled,
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16,
                               cache_enabled=self.graphs is None)
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
@@ -535,7 +540,7 @@ class Trainer:
         x_real = x_real.to(self.device, non_blocking=True)
         if plan["phase"] > 0:  # no fade of the real images at 4² (data.py:47), whatever α is
             x_real = fade_real_images(x_real, plan["alpha"])
-        if self.cuda:
+        if self.channels_last:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
         terms = self.encoder_step(x_real, plan)
         terms.update(self.decoder_step(plan, x_real))
