@@ -116,7 +116,7 @@ def psnr(decoder, codes_of_x: Callable[[], torch.Tensor], x: torch.Tensor) -> fl
     return reconstruction_psnr(recon, x)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--width", type=float, default=1 / 16)
     ap.add_argument("--resolution", type=int, default=64)
@@ -146,25 +146,23 @@ def main() -> None:
     if args.save and (args.codes != "encoder" or args.no_encoder_sn or args.canvas != "ones"):
         ap.error("--save writes an autoencoder: only with --codes encoder, the encoder's spectral norm and "
                  "the constant canvas")
+    return args
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    samples, every = parse_count(args.samples), parse_count(args.eval_every)
-    schedule = {"lr": [args.lr], "phase_starts": [0], "duration": samples,
-                "lr_rampdown": parse_count(args.ramp), "lr_final": 0.1}
-    print(f"# {machine()}", flush=True)
+
+def faces(args) -> tuple[list[dict], torch.Tensor, list[dict], torch.Tensor]:
+    """Training rows and uint8 images (seed 0), validation rows and images in [-1, 1]."""
     train_rows = with_layout_jitter(toyfaces.sample_rows(parse_count(args.n_train), 0), args.layout_jitter)
     x_train = torch.from_numpy(toyfaces.render_array(train_rows, args.resolution)).permute(0, 3, 1, 2).contiguous()
     if args.codes == "free":  # a free code exists for training faces only: score the first --val-n of them
         val_rows = train_rows[: args.val_n]
     else:
         val_rows = with_layout_jitter(toyfaces.sample_rows(args.val_n, args.val_seed), args.layout_jitter)
-    x_val = toyfaces.render_tensor(val_rows, args.resolution)
+    return train_rows, x_train, val_rows, toyfaces.render_tensor(val_rows, args.resolution)
 
-    model = Automodulator(ModelConfig(resolution=args.resolution, width=args.width))
-    # The encoder stays in eval mode with one explicit power iteration per step, as in the trainer
-    # (train/loop.py: the spectral-norm u advances once per step, not once per forward).
-    enc, dec = model.encoder.eval(), model.decoder.train()
+
+def apply_switches(args, enc, dec) -> list[torch.Tensor]:
+    """--no-encoder-sn and --canvas on the networks; for --loss deep, the list its hooks fill with each
+    block's features in training."""
     if args.no_encoder_sn:
         for m in enc.modules():
             if isinstance(m, SpectralNormConv2d):
@@ -176,30 +174,32 @@ def main() -> None:
     elif args.canvas == "coords":
         for block in dec.blocks:
             block.register_forward_hook(lambda module, inputs, h: with_coordinates(h))
-    block_outputs: list[torch.Tensor] = []  # --loss deep: each block's features, gathered by hooks
+    block_outputs: list[torch.Tensor] = []
     if args.loss == "deep":
         for block in dec.blocks:
             block.register_forward_hook(
                 lambda module, inputs, h: block_outputs.append(h) if module.training else None)
-    params = list(dec.parameters())
-    if args.codes == "encoder":
-        params += list(enc.parameters())
-        codes_of = lambda x, idx: enc(x)  # noqa: E731
-        val_codes = lambda: torch.cat([enc(xb) for xb in x_val.split(100)])  # noqa: E731
-    elif args.codes == "free":
-        table = torch.nn.Parameter(torch.randn(len(train_rows), model.config.latent_dim))
-        params.append(table)
-        codes_of = lambda x, idx: F.normalize(table[idx], dim=1)  # noqa: E731
-        val_codes = lambda: F.normalize(table[: len(val_rows)], dim=1)  # noqa: E731
-    else:
-        f_train = factor_matrix(train_rows)
-        mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-8)
-        proj = torch.randn(model.config.latent_dim, f_train.shape[1], generator=torch.Generator().manual_seed(5))
-        project = lambda f: F.normalize(((f - mean) / std) @ proj.T, dim=1)  # noqa: E731
-        z_train, z_val = project(f_train), project(factor_matrix(val_rows))
-        codes_of = lambda x, idx: z_train[idx]  # noqa: E731
-        val_codes = lambda: z_val  # noqa: E731
+    return block_outputs
 
+
+def code_source(args, model, enc, train_rows, val_rows, x_val) -> tuple[list, Callable, Callable]:
+    """(extra trained parameters, codes_of(x, idx) for a training batch, val_codes() for the held-out faces)."""
+    if args.codes == "encoder":
+        return (list(enc.parameters()), lambda x, idx: enc(x),
+                lambda: torch.cat([enc(xb) for xb in x_val.split(100)]))
+    if args.codes == "free":
+        table = torch.nn.Parameter(torch.randn(len(train_rows), model.config.latent_dim))
+        return ([table], lambda x, idx: F.normalize(table[idx], dim=1),
+                lambda: F.normalize(table[: len(val_rows)], dim=1))
+    f_train = factor_matrix(train_rows)
+    mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-8)
+    proj = torch.randn(model.config.latent_dim, f_train.shape[1], generator=torch.Generator().manual_seed(5))
+    project = lambda f: F.normalize(((f - mean) / std) @ proj.T, dim=1)  # noqa: E731
+    z_train, z_val = project(f_train), project(factor_matrix(val_rows))
+    return [], lambda x, idx: z_train[idx], lambda: z_val
+
+
+def loss_function(args, dec, block_outputs: list[torch.Tensor]) -> Callable:
     def loss_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if args.loss == "mse":
             return (y - x).pow(2).mean()
@@ -212,18 +212,41 @@ def main() -> None:
                 loss = loss + l1_loss(dec.to_rgb[i](h.float()) - F.avg_pool2d(x, 2 ** (top - i)))
             block_outputs.clear()
         return loss
+    return loss_of
 
+
+def describe(args, n_params: int) -> str:
+    return (f"# width {args.width}, {n_params / 1e6:.2f}M trained parameters, batch {args.batch}, "
+            f"{'bf16 autocast' if args.bf16 else 'fp32'}, codes: {args.codes}, loss {args.loss}"
+            + (", encoder without spectral norm" if args.no_encoder_sn else "")
+            + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else "")
+            + (f", canvas {args.canvas}" if args.canvas != "ones" else "")
+            + (f", style lr x{args.style_lr:g}" if args.style_lr != 1.0 else ""))
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    samples, every = parse_count(args.samples), parse_count(args.eval_every)
+    schedule = {"lr": [args.lr], "phase_starts": [0], "duration": samples,
+                "lr_rampdown": parse_count(args.ramp), "lr_final": 0.1}
+    print(f"# {machine()}", flush=True)
+    train_rows, x_train, val_rows, x_val = faces(args)
+
+    model = Automodulator(ModelConfig(resolution=args.resolution, width=args.width))
+    # The encoder stays in eval mode with one explicit power iteration per step, as in the trainer
+    # (train/loop.py: the spectral-norm u advances once per step, not once per forward).
+    enc, dec = model.encoder.eval(), model.decoder.train()
+    block_outputs = apply_switches(args, enc, dec)
+    extra, codes_of, val_codes = code_source(args, model, enc, train_rows, val_rows, x_val)
+    params = list(dec.parameters()) + extra
+    loss_of = loss_function(args, dec, block_outputs)
     style = {id(p) for m in dec.modules() if isinstance(m, AdaIN) for p in m.style.parameters()}
     opt = torch.optim.Adam([{"params": [p for p in params if id(p) not in style], "lr_mult": 1.0},
                             {"params": [p for p in params if id(p) in style], "lr_mult": args.style_lr}],
                            lr=args.lr, betas=(args.beta1, 0.99))
-    n_params = sum(p.numel() for p in params)  # what trains (without the encoder when it is unused)
-    print(f"# width {args.width}, {n_params / 1e6:.2f}M trained parameters, batch {args.batch}, "
-          f"{'bf16 autocast' if args.bf16 else 'fp32'}, codes: {args.codes}, loss {args.loss}"
-          + (", encoder without spectral norm" if args.no_encoder_sn else "")
-          + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else "")
-          + (f", canvas {args.canvas}" if args.canvas != "ones" else "")
-          + (f", style lr x{args.style_lr:g}" if args.style_lr != 1.0 else ""), flush=True)
+    print(describe(args, sum(p.numel() for p in params)), flush=True)  # what trains
     g = torch.Generator().manual_seed(args.seed + 1)
     seen, next_eval, t0 = 0, every, time.time()
     while seen < samples:

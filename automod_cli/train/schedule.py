@@ -98,7 +98,7 @@ CPU_FAST = {"loss": "l1", "recon_weight": 1.0, "consistency_grad": "image", "lay
 # layer_noise off: toy faces have no stochastic detail to model, and the toy runs that had the noise learned
 # to mute it (the bundled toy64 model's noise scales: mean |scale| 0.001-0.011 per layer, against feature maps
 # of unit scale). Off, the demo32 schedule to 24k samples reconstructs as well (300 validation faces, seeds
-# 0 / 1: 18.15 / 17.65 dB against 17.67 / 17.69 with noise) in 16-19% less time at 32² (fp32, 2-core Xeon),
+# 0 / 1: 18.15 / 17.65 dB against 17.67 / 17.69 with noise) in 15-19% less time at 32² (fp32, 2-core Xeon),
 # and toy64 width 1/8 at 64² in bf16 trains 1.5x faster (batch 32: 21.8 -> 34 images/s, batch 64: 15.8 -> 23.8;
 # the draws alone were 16% of an iteration).
 # What the CPU presets keep from the trainer before issue 15, so that their runs (and a resumed toy run)
