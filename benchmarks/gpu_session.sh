@@ -41,7 +41,8 @@ fi
 
 # The run: the toy64 preset (Adam β1 0.9, EMA 0.95, no layer noise, the lr ramped down at the end: see
 # train/schedule.py) with phases of 20k-40k samples and 20k-sample fades (64² from 140k), to 3M samples with
-# the lr ramp over the last 1M, width 1/8, batch 64 up to 32² and 32 at 64². Why: on the first H200 session an
+# the lr ramp over the last 500k (the duration may change when a run resumes, so its end can still be moved
+# until the ramp begins), width 1/8, batch 64 up to 32² and 32 at 64². Why: on the first H200 session an
 # iteration cost 65-100 ms whatever the batch (per-iteration overhead), TF32 beat bf16 at these sizes, and a
 # fresh run got 4,800 iterations in 383 s; so the run spans sessions (about ten at that speed, fewer with
 # CUDA graphs), and width 1/8 keeps its training state (~40 MB) under what a call carries and returns. But
@@ -49,10 +50,10 @@ fi
 # against 23.8 images/s, bf16; the maps of a batch of 64 outgrow the caches), and a smaller batch learnt
 # no less per sample (the autoencoder, batch 16 against 64: train/schedule.py).
 # When it has finished, the next call only evaluates. Between GPU sessions the CPU trains the same run
-# (--cpu): device, precision, workers, threads and CUDA graphs may change when a run resumes; nothing else
-# here may.
+# (--cpu): device, precision, workers, threads, CUDA graphs and the duration may change when a run resumes;
+# nothing else here may.
 RUN_SETTINGS='"phase_starts": [0, 20000, 40000, 80000, 140000], "fade": 20000, "duration": 3000000,
-  "lr_rampdown": 1000000, "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000,
+  "lr_rampdown": 500000, "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 10000,
   "grid_every": 100000, "seed": 0, "width": 0.125, "batch": [64, 64, 64, 64, 32]'
 N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
 [ "${1:-}" = "--cpu" ] && [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}  # the README's set-up
