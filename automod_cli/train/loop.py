@@ -96,9 +96,11 @@ class Trainer:
         precision = cfg.get("precision", "auto")
         self.bf16 = precision == "bf16" or (precision == "auto" and self.cuda)  # bf16 autocast (_autocast)
         # Channels-last convolutions are the fast path for bf16 on tensor cores, and for bf16 on a CPU too
-        # (oneDNN: 1.3x images/s for toy64 width 1/8 at 64², 2-core Xeon, benchmarks/bench_train.py). fp32 on
-        # a CPU keeps the default layout, whose conv backward is the more accurate there (see
-        # model/layers.py: channels_last); bf16's own rounding is far coarser than that difference.
+        # (oneDNN: toy64 width 1/8 at 64², batch 32, no layer noise: 26.7 -> 34 images/s on a 2-core Xeon with
+        # AMX; the full-width 32² iteration of benchmarks/bench_train.py: 3.6 -> 3.0 s, with layer noise kept in
+        # bf16 too, model/layers.py). fp32 on a CPU keeps the default layout, whose conv backward is the more
+        # accurate there (see model/layers.py: channels_last); bf16's own rounding is far coarser than that
+        # difference.
         self.channels_last = self.cuda or self.bf16
 
         torch.manual_seed(cfg["seed"])
