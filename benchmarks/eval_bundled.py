@@ -27,6 +27,10 @@ was trained on seed 0). Reported:
   scored by R² on 1,000 others; the mean R² per scale group (the texture seed, a random number, left
   out). A group whose factors the codes do not carry (R² ≈ 0) cannot be mixed, whatever the decoder.
 
+``--live-decoder RUN/state/state.safetensors`` scores a run's live decoder (from its training state)
+with the model file's encoder, which is the live one: mid-run the file's EMA decoder lags the encoder it
+is saved with (README, "What limits the toy models").
+
 Prints a markdown table and appends one JSON line to ``--json`` if given.
 """
 
@@ -48,6 +52,7 @@ from machine import describe  # noqa: E402
 from automod_cli import pipeline  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.errors import MissingWeightsError  # noqa: E402
+from automod_cli.train.state import load_module, load_state  # noqa: E402
 from automod_cli.io.modelfile import file_sha256  # noqa: E402
 from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import code_stack, edit_stack, group_ranges, parse_scales  # noqa: E402
@@ -150,10 +155,16 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--add-attributes", action="store_true", help="learn smile and glasses from the training "
                     "faces, as build_toy64.sh does, where the model lacks them (a training snapshot)")
+    ap.add_argument("--live-decoder", default=None, metavar="STATE",
+                    help="score the live decoder of this training state (RUN/state/state.safetensors) in place "
+                    "of the model file's EMA decoder: mid-run, with the lr still high, the EMA lags far behind")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     t0 = time.time()
     model = pipeline.load_model(args.model)
+    if args.live_decoder:
+        tensors, _ = load_state(args.live_decoder)
+        load_module("decoder", model.decoder, tensors)
     R = model.resolution
     learned = learn_missing_attributes(model) if args.add_attributes else []
 
@@ -198,6 +209,7 @@ def main() -> None:
 
     record = {
         "metric": "toyfaces_quality", "model": str(model.source_path), "model_sha256": file_sha256(model.source_path),
+        "decoder": f"live, from {args.live_decoder}" if args.live_decoder else "the model file's",
         "resolution": R, "n_recon": args.n_recon, "n_pairs": args.n_pairs, "seed": args.seed,
         "psnr_db": round(psnr, 3), "lpips_alex": round(lp, 4), "lpips_weights": lpips_weights,
         "mixing": mixing, "edits": edits, "attributes_learned_here": learned, "code_probe_r2": probe,
@@ -205,6 +217,8 @@ def main() -> None:
         "wall_s": round(time.time() - t0, 1),
     }
     print("| held-out toy faces | value |\n|---|---|")
+    if args.live_decoder:
+        print(f"| decoder | the live one, from {args.live_decoder} |")
     print(f"| reconstruction PSNR ({args.n_recon} faces) | {psnr:.2f} dB |")
     print(f"| reconstruction LPIPS alex ({lpips_weights}) | {lp:.4f} |")
     for g, m in mixing.items():

@@ -146,6 +146,9 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
 
   [ -f "$run/model.safetensors" ] && step "eval (validation seed 777)" timeout 150 $PY benchmarks/eval_bundled.py \
       -m "$run/model.safetensors" --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
+  [ -f "$run/state/state.safetensors" ] && step "eval, the live decoder (the EMA lags mid-run)" timeout 150 $PY \
+      benchmarks/eval_bundled.py -m "$run/model.safetensors" --live-decoder "$run/state/state.safetensors" \
+      --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
   step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
       --precision fp32 --width 0.125 --res 64 --batch 64 --iterations 20
   [ "$GRAPHS" = true ] && step "bench_train toy64 run size, CUDA graphs" timeout "$(left)" $PY \
