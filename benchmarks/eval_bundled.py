@@ -52,10 +52,10 @@ from machine import describe  # noqa: E402
 from automod_cli import pipeline  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.errors import MissingWeightsError  # noqa: E402
-from automod_cli.train.state import load_module, load_state  # noqa: E402
 from automod_cli.io.modelfile import file_sha256  # noqa: E402
 from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import code_stack, edit_stack, group_ranges, parse_scales  # noqa: E402
+from automod_cli.train.state import load_module, load_state  # noqa: E402
 
 
 def lpips_distance(weights_dir: str | None):

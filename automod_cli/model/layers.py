@@ -62,8 +62,9 @@ def fade(old: torch.Tensor, new: torch.Tensor, alpha: float) -> torch.Tensor:
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """x in channels_last memory format when autograd is off (inference); unchanged otherwise.
 
-    Training keeps the default layout: oneDNN's channels_last backward was seen to lose accuracy
-    (1e-3 relative in some conv-bias gradients, against 1e-6 in the default layout)."""
+    fp32 training on a CPU keeps the default layout: oneDNN's channels_last backward was seen to lose
+    accuracy (1e-3 relative in some conv-bias gradients, against 1e-6 in the default layout). bf16 training
+    (and any on CUDA) puts the networks in channels_last instead (train/loop.py: Trainer.channels_last)."""
     if torch.is_grad_enabled():
         return x
     return x.contiguous(memory_format=torch.channels_last)

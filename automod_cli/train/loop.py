@@ -45,6 +45,7 @@ from .graphs import StepGraphs
 from .lock import RunDirectoryBusy, RunLock
 from .networks import advance_power_iteration, code_stack_mixed, run_decoder
 from .pool import ImagePool
+from .report import resolved_precision
 from .schedule import config_differences, step_plan
 from .state import (STATE_NAME, load_module, load_state, module_tensors, optimizer_from_flat, optimizer_to_flat,
                     rng_restore, rng_snapshot, save_state)
@@ -93,8 +94,7 @@ class Trainer:
         self.say = say or (lambda msg: print(msg, file=sys.stderr))
         self.show_progress = progress
         self.cuda = self.device.type == "cuda"
-        precision = cfg.get("precision", "auto")
-        self.bf16 = precision == "bf16" or (precision == "auto" and self.cuda)  # bf16 autocast (_autocast)
+        self.bf16 = resolved_precision(cfg, self.device.type) == "bf16"  # bf16 autocast (_autocast)
         # Channels-last convolutions are the fast path for bf16 on tensor cores, and for bf16 on a CPU too
         # (oneDNN: toy64 width 1/8 at 64², batch 32, no layer noise: 26.7 -> 34 images/s on a 2-core Xeon with
         # AMX; the full-width 32² iteration of benchmarks/bench_train.py: 3.6 -> 3.0 s, with layer noise kept in

@@ -174,11 +174,16 @@ def duration_warning(cfg: dict) -> str | None:
 # Departures from the paper
 
 
-def effective_precision(cfg: dict, device_type: str) -> str:
+def resolved_precision(cfg: dict, device_type: str) -> str:
+    """"bf16" (autocast) or "fp32": what precision "auto" means on this device (bf16 on CUDA only)."""
     p = cfg.get("precision", "fp32")
     if p == "auto":
-        p = "bf16" if device_type == "cuda" else "fp32"
-    if p == "bf16":
+        return "bf16" if device_type == "cuda" else "fp32"
+    return p
+
+
+def effective_precision(cfg: dict, device_type: str) -> str:
+    if resolved_precision(cfg, device_type) == "bf16":
         return "bf16 autocast"
     return "fp32 (TF32 convolutions, PyTorch's default)" if device_type == "cuda" else "fp32"
 
