@@ -13,7 +13,9 @@ the reconstruction PSNR of held-out toy faces: what fp32 against bf16 costs or g
 
 The reference implementation needs ~17.6 s per iteration at 32², batch 16, fp32 on a 2-core CPU.
 Iterations are timed at α = 1 of the phase (image pool on, style mixing on), after one warm-up
-iteration (with --cuda-graphs: after every step has been captured). The benchmark's --precision
+iteration (with --cuda-graphs: after every step has been captured; with --compile: after compiling).
+``--preset toy64 --width 0.125`` times the game of a CPU preset instead of the paper's (the shared run's:
+`--res 64 --batch 32 --precision bf16`, with and without ``--compile``). The benchmark's --precision
 auto runs bf16 autocast on CUDA (--precision fp32: TF32 convs, the paper presets' default in training).
 """
 
@@ -45,8 +47,9 @@ def sync(device: torch.device) -> None:
 
 
 def bench(res: int, batch: int, iterations: int, device: torch.device, data: Path, width: float,
-          precision: str = "auto", cuda_graphs: bool = False) -> dict:
-    cfg = resolve_config("ffhq256" if res <= 256 else "ffhq512",
+          precision: str = "auto", cuda_graphs: bool = False, preset: str | None = None,
+          compile_blocks: bool = False) -> dict:
+    cfg = resolve_config(preset or ("ffhq256" if res <= 256 else "ffhq512"),
                          {"resolution": res, "batch": batch, "width": width, "workers": 0,
                           "device": str(device), "duration": 10**9, "precision": precision,
                           "cuda_graphs": cuda_graphs})
@@ -57,6 +60,13 @@ def bench(res: int, batch: int, iterations: int, device: torch.device, data: Pat
     with FlopCounterMode(display=False) as counter:
         trainer.train_iteration(x, plan)  # also the warm-up
     flops = counter.get_total_flops()
+    if compile_blocks:  # compiled after the counted eager iteration (the counter cannot see into kernels)
+        from automod_cli.train.compiled import compile_blocks as compile_networks
+
+        compile_networks(trainer.encoder, trainer.decoder, trainer.channels_last)
+        t = time.perf_counter()
+        trainer.train_iteration(x, plan)  # compiles
+        print(f"   ({res}²: compiling took {time.perf_counter() - t:.0f} s)", flush=True)
     if trainer.graphs is not None:  # warm up and capture every step (2 steps × p crossover blocks) first
         for _ in range(40 * p):
             if trainer.graphs.captures >= 2 * p or trainer.graphs.failed:
@@ -147,6 +157,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     ap.add_argument("--cuda-graphs", action="store_true", help="time replayed CUDA graphs of the steps")
+    ap.add_argument("--compile", action="store_true", help="time the networks with compiled blocks (after compiling)")
+    ap.add_argument("--preset", default=None, help="the game and losses of this preset (default: the paper's "
+                    "ffhq256, or ffhq512 above 256²), e.g. toy64")
     ap.add_argument("--toy-run", default=None, help="precisions, e.g. fp32,bf16: short toy32 runs end to end")
     ap.add_argument("--toy-seeds", default="0", help="seeds of the toy runs, comma-separated")
     ap.add_argument("--toy-samples", default="32k", help="samples per toy run")
@@ -168,7 +181,8 @@ def main() -> None:
     iters = [int(i) for i in args.iterations.split(",")] if args.iterations else \
         [defaults_i.get(r, 1) for r in resolutions]
 
-    print(f"machine: {machine()}, precision {args.precision}" + (", CUDA graphs" if args.cuda_graphs else ""))
+    print(f"machine: {machine()}, precision {args.precision}" + (", CUDA graphs" if args.cuda_graphs else "")
+          + (", compiled blocks" if args.compile else "") + (f", preset {args.preset}" if args.preset else ""))
     # The peak in the arithmetic of the trainer's convs: bf16 under autocast, TF32 for fp32 on CUDA.
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
     peak, arith = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
@@ -183,7 +197,8 @@ def main() -> None:
         print(f"{'res':>5} {'batch':>5} {'s/it':>8} {'img/s':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'of peak':>7}"
               f"  params (enc/dec)")
         for res, b, n in zip(resolutions, batches, iters):
-            r = bench(res, b, n, device, data, args.width, args.precision, args.cuda_graphs)
+            r = bench(res, b, n, device, data, args.width, args.precision, args.cuda_graphs, args.preset,
+                      args.compile)
             print(f"{r['res']:>5} {r['batch']:>5} {r['s_per_it']:>8.3f} {r['img_per_s']:>8.2f} "
                   f"{r['gflop_per_it']:>9.1f} {r['achieved_gflops']:>8.1f} {r['achieved_gflops'] / peak:>7.1%}"
                   f"  {r['enc_params'] / 1e6:.1f}M/{r['dec_params'] / 1e6:.1f}M", flush=True)

@@ -34,13 +34,16 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
     assert cfg["phase_starts"] == [0, 2_400_000, 4_800_000, 7_200_000, 9_600_000]
     assert not (tmp_path / "run").exists()  # nothing written
     assert cfg["init"] is None and cfg["cuda_graphs"] is False and cfg["consistency_grad"] == "all"
+    assert cfg["compile"] is False
 
     init = tmp_path / "m.safetensors"
     init.write_bytes(b"")  # read when training starts, not by --dry-run
     code = main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "toy64", "--init",
-                 str(init), "--cuda-graphs", "--dry-run"])
-    cfg = json.loads(capsys.readouterr().out)
-    assert code == 0 and cfg["init"] == str(init) and cfg["cuda_graphs"] is True
+                 str(init), "--cuda-graphs", "--compile", "--dry-run"])
+    out = capsys.readouterr()
+    cfg = json.loads(out.out)
+    assert code == 0 and cfg["init"] == str(init) and cfg["cuda_graphs"] is True and cfg["compile"] is True
+    assert "compile" not in out.err  # a setting of speed, not a departure from the paper
     assert cfg["consistency_grad"] == "image"  # the CPU presets' setting
     # An --init model that is neither a file nor a cached name: one line before anything runs.
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "toy64", "--init",

@@ -142,6 +142,13 @@ def test_a_saved_run_resumes_where_the_new_settings_keep_its_behaviour():
         del old[key]
     assert S.config_differences(old, S.resolve_config("toy64")) == []
     assert S.config_differences(old, S.resolve_config("toy64", {"fade_first_phase": True})) == ["fade_first_phase"]
+    # compile says how the arithmetic runs, not what is trained: a run saved before it existed (or with
+    # it off) resumes with it on, and the other way round
+    del old["compile"]
+    assert S.config_differences(old, S.resolve_config("toy64", {"compile": True})) == []
+    assert S.config_differences(S.resolve_config("toy64", {"compile": True}), S.resolve_config("toy64")) == []
+    with pytest.raises(UserError, match="compile must be true or false"):
+        S.resolve_config("toy64", {"compile": "yes"})
 
 
 def test_parse_count():

@@ -55,6 +55,10 @@ def register(app: typer.Typer) -> None:
         cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay captured "
                                                    "CUDA graphs of the training steps (CUDA, one process; "
                                                    "much faster for small models). Off by default."),
+        compile_blocks: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile each "
+                                                      "network block: fused elementwise work, 1.4x faster bf16 "
+                                                      "training on a CPU; compiling takes a minute or two at "
+                                                      "each new resolution. Off by default."),
         settings: List[str] = typer.Option([], "--set", help="Any other setting, KEY=VALUE (VALUE as JSON), e.g. "
                                            "--set 'phase_starts=[0,20000,40000]'. Repeatable."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration (JSON, on stdout) "
@@ -72,6 +76,7 @@ def register(app: typer.Typer) -> None:
                      "batch": batch_size, "fade": fade, "lr": lr, "loss": loss, "workers": workers,
                      "mirror": mirror, "log_every": log_every, "grid_every": grid_every, "device": device,
                      "threads": threads, "precision": precision, "cuda_graphs": cuda_graphs,
+                     "compile": compile_blocks,
                      "init": str(resolve_model(init)) if init is not None else None, "metrics": metrics,
                      "metrics_every": metrics_every, "metrics_n": metrics_n}
         for item in settings:

@@ -44,7 +44,9 @@ def fold_upsample_into_conv3x3(weight: torch.Tensor, scale: float = 1.0) -> torc
     stride-2 transposed conv (of ``conv2d(interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)``).
     Computed in the weight's dtype even under autocast (each tap is a sum of at most 4 weights)."""
     c_out, c_in = weight.shape[:2]
-    fold = _upsample_fold_on(weight.device, weight.dtype) * scale
+    # (compiled, the fold is a constant of the graph: dynamo cannot trace through the cache)
+    fold = (_UPSAMPLE_FOLD.to(weight.device, weight.dtype) if torch.compiler.is_compiling()
+            else _upsample_fold_on(weight.device, weight.dtype)) * scale
     device = weight.device.type
     autocast_off = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") \
         else contextlib.nullcontext()

@@ -1,6 +1,7 @@
 """Training: presets and schedule (``schedule``), loss terms (``losses``), training state on disk
 (``state``), the trainer (``loop``) and its parts: the networks' training-time pieces (``networks``),
-the image pool (``pool``), several processes (``distributed``) and CUDA graphs (``graphs``).
+the image pool (``pool``), several processes (``distributed``), CUDA graphs (``graphs``) and compiled
+blocks (``compiled``).
 
     from automod_cli.train import run_training
     from automod_cli.train.schedule import resolve_config

@@ -41,6 +41,7 @@ from ..model.decoder import Decoder
 from ..model.encoder import Encoder
 from . import losses
 from .distributed import average_gradients, broadcast_text, control_group, dist_info, gather_batch
+from .compiled import compile_blocks, compile_failure
 from .graphs import StepGraphs
 from .lock import RunDirectoryBusy, RunLock
 from .networks import advance_power_iteration, code_stack_mixed, run_decoder
@@ -113,6 +114,8 @@ class Trainer:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.decoder).eval().requires_grad_(False)
+        if cfg["compile"]:  # after the EMA copy: the EMA decoder runs eagerly (a few no-grad calls)
+            compile_blocks(self.encoder, self.decoder, self.channels_last)
         if cfg["loss"] == "robust":
             self.robust = torch.nn.ModuleList(losses.AdaptiveRobustLoss((3, r, r)) for r in mc.resolutions).to(self.device)
         else:
@@ -682,7 +685,8 @@ class Trainer:
         what, departures = report.departures(cfg, self.device.type)
         lines = [f"automod train: {self.run_dir} ({start})",
                  f"  data      {data.describe()}; mirror {'on' if cfg['mirror'] else 'off'}, split {cfg['split']}",
-                 f"  device    {self.device}{threads}{procs}, {report.effective_precision(cfg, self.device.type)}",
+                 f"  device    {self.device}{threads}{procs}, {report.effective_precision(cfg, self.device.type)}"
+                 f"{', blocks compiled' if cfg['compile'] else ''}",
                  f"  model     {mc.resolution}² {mc.variant}, width {report.width_text(float(mc.width))}, latent "
                  f"{mc.latent_dim}: encoder {report.count(n_enc, 3)} + decoder {report.count(n_dec, 3)} parameters",
                  f"  preset    {what}"]
@@ -811,6 +815,11 @@ class Trainer:
                     self.wall_time = wall_base + time.perf_counter() - t_start
                     self.save_checkpoint()
                     raise Interrupted(self.stop_signal or signal.SIGTERM)
+        except Exception as e:
+            failure = compile_failure(e) if cfg["compile"] else None
+            if failure is not None:
+                raise failure from e
+            raise
         finally:
             reporter.stop()
             for sig, handler in old_handlers.items():

@@ -16,7 +16,7 @@ from .schedule import (COMMON, CPU_PRESETS, DEMO_PRESETS, PAPER_PRESETS, PER_PHA
 
 # Settings that say where, how fast and how often a run works, not what it trains: never a departure.
 NOT_THE_GAME = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
-                "device", "threads", "precision", "cuda_graphs", "seed", "split", "test_fraction", "init",
+                "device", "threads", "precision", "cuda_graphs", "compile", "seed", "split", "test_fraction", "init",
                 "metrics", "metrics_every", "metrics_n", "preset", "resolution"}
 SCHEDULE_KEYS = {"phase_starts", "lr", "margin", "batch", "fade"}
 

@@ -89,6 +89,7 @@ COMMON = {
                                    # bf16 (autocast everywhere), or auto (bf16 autocast on CUDA, fp32 on CPU)
     "threads": 0,                  # CPU threads for PyTorch (0: its default). 1 is much faster on a busy machine
     "cuda_graphs": False,          # replay captured CUDA graphs of the training steps (CUDA, one process)
+    "compile": False,              # torch.compile each network block (train/compiled.py; needs a C++ compiler on a CPU)
     "metrics": [],                 # metrics computed during training: fid (EMA samples against the data)
     "metrics_every": 1 * M,        # samples between metric evaluations (and one at the end)
     "metrics_n": 10 * K,           # generated (and real) images per evaluation
@@ -255,7 +256,8 @@ METRICS = ("fid",)
 # which arithmetic (a run moved from a CPU to a GPU changes device and precision; it then stops being
 # bit-identical to an uninterrupted run, as any change of hardware would make it).
 RESUMABLE_KEYS = {"duration", "checkpoint_every", "checkpoint_minutes", "log_every", "grid_every", "workers",
-                  "device", "threads", "precision", "cuda_graphs", "metrics", "metrics_every", "metrics_n"}
+                  "device", "threads", "precision", "cuda_graphs", "compile", "metrics", "metrics_every",
+                  "metrics_n"}
 
 
 # Settings added after runs were already saved, with the value that reproduces what the trainer did before
@@ -333,7 +335,7 @@ def resolve_config(preset: str = "ffhq256", overrides: dict | None = None) -> di
         raise UserError(f"precision must be auto, fp32 or bf16, got '{cfg['precision']}'")
     if cfg["consistency_grad"] not in ("all", "image"):
         raise UserError(f"consistency_grad must be 'all' or 'image', got '{cfg['consistency_grad']}'")
-    for key in ("cuda_graphs", "fade_first_phase", "robust_carry_over"):
+    for key in ("cuda_graphs", "compile", "fade_first_phase", "robust_carry_over"):
         if not isinstance(cfg[key], bool):
             raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
     if cfg["loss"] not in ("robust", "l1"):
