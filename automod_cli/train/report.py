@@ -214,9 +214,8 @@ def departures(cfg: dict, device_type: str = "cpu") -> tuple[str, list[str]]:
             if cfg.get(key) != COMMON[key]:
                 show = width_text if key == "width" else _value
                 out.append(f"{key} {show(cfg.get(key))} (paper {show(COMMON[key])})")
-    arith = effective_precision(cfg, device_type)
-    if arith.startswith("bf16"):
-        out.append(f"{arith} (paper fp32)")
+    if resolved_precision(cfg, device_type) == "bf16":
+        out.append(f"{effective_precision(cfg, device_type)} (paper fp32)")
     if cfg.get("init"):
         out.append(f"fine-tuning from {cfg['init']}")
     return what, out
