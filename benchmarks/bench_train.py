@@ -15,7 +15,8 @@ The reference implementation needs ~17.6 s per iteration at 32², batch 16, fp32
 Iterations are timed at α = 1 of the phase (image pool on, style mixing on), after one warm-up
 iteration (with --cuda-graphs: after every step has been captured; with --compile: after compiling).
 ``--preset toy64 --width 0.125`` times the game of a CPU preset instead of the paper's (the shared run's:
-`--res 64 --batch 32 --precision bf16`, with and without ``--compile``). The benchmark's --precision
+`--res 64 --batch 32 --precision bf16`; ``--compile`` takes fp32 only). ``--toy-run fp32 --compile`` trains
+the toy runs compiled. The benchmark's --precision
 auto runs bf16 autocast on CUDA (--precision fp32: TF32 convs, the paper presets' default in training).
 """
 
@@ -63,7 +64,7 @@ def bench(res: int, batch: int, iterations: int, device: torch.device, data: Pat
     if compile_blocks:  # compiled after the counted eager iteration (the counter cannot see into kernels)
         from automod_cli.train.compiled import compile_blocks as compile_networks
 
-        compile_networks(trainer.encoder, trainer.decoder, trainer.channels_last)
+        compile_networks(trainer.encoder, trainer.decoder, trainer.bf16)
         t = time.perf_counter()
         trainer.train_iteration(x, plan)  # compiles
         print(f"   ({res}²: compiling took {time.perf_counter() - t:.0f} s)", flush=True)
@@ -89,7 +90,7 @@ def bench(res: int, batch: int, iterations: int, device: torch.device, data: Pat
 
 
 def toy_run(precision: str, seed: int, samples: int, resolution: int, data: Path, out: Path, threads: int,
-            n_eval: int) -> dict:
+            n_eval: int, compile_blocks: bool = False) -> dict:
     """One toy32 run cut to ``resolution``, trained to ``samples``; its speed, last losses and quality."""
     import json
 
@@ -100,7 +101,8 @@ def toy_run(precision: str, seed: int, samples: int, resolution: int, data: Path
 
     cfg = resolve_config("toy32", {"resolution": resolution, "duration": samples, "precision": precision,
                                    "device": "cpu", "workers": 0, "seed": seed, "threads": threads,
-                                   "grid_every": 10**9, "checkpoint_every": samples, "log_every": 1000})
+                                   "grid_every": 10**9, "checkpoint_every": samples, "log_every": 1000,
+                                   "compile": compile_blocks})
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     Trainer(cfg, data, out, progress=False).run()
@@ -130,7 +132,8 @@ def toy_runs(args) -> None:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     print(f"machine: {machine()}")
-    print(f"toy32 cut to {args.toy_res}², {samples} samples per run, {threads} threads, PSNR of "
+    print(f"toy32 cut to {args.toy_res}², {samples} samples per run, {threads} threads"
+          + (", compiled blocks" if args.compile else "") + ", PSNR of "
           f"{args.toy_eval} held-out toy faces (seed 424242)")
     print(f"{'precision':>9} {'seed':>4} {'wall':>8} {'img/s':>7} {'img/s top':>9} {'E loss':>7} {'recon':>7} "
           f"{'KL real':>7} {'cosine':>7} {'cons':>7} {'PSNR':>7}")
@@ -140,7 +143,7 @@ def toy_runs(args) -> None:
         for seed in [int(x) for x in args.toy_seeds.split(",")]:
             for precision in args.toy_run.split(","):
                 r = toy_run(precision, seed, samples, args.toy_res, data, Path(tmp) / f"{precision}-{seed}",
-                            threads, args.toy_eval)
+                            threads, args.toy_eval, args.compile)
                 print(f"{r['precision']:>9} {r['seed']:>4} {r['wall_s']:>7.0f}s {r['img_per_s']:>7.1f} "
                       f"{r['img_per_s_top']:>9.1f} {r['loss_e']:>7.4f} {r['recon']:>7.4f} {r['kl_real']:>7.3f} "
                       f"{r['cosine']:>7.3f} {r['consistency']:>7.4f} {r['psnr']:>6.2f}dB", flush=True)

@@ -49,16 +49,24 @@ def test_compiled_blocks_compute_what_eager_blocks_do(tmp_path):
         assert torch.allclose(ge[n], gc[n], rtol=1e-3, atol=1e-5 * ge[n].abs().max().item()), n
 
 
-def test_compiled_bf16_run_resumes_bit_exactly(tmp_path):
-    # bf16 on a CPU: channels-last, and the layout kept inside the compiled blocks
+def test_a_compiled_run_resumes_bit_exactly(tmp_path):
     data = make_images(tmp_path / "data")
-    cfg = resolve_config("toy32", dict(RUN, precision="bf16", compile=True))
+    cfg = resolve_config("toy32", dict(RUN, compile=True))
     Trainer(cfg, data, tmp_path / "ref", progress=False).run()
     Trainer(cfg, data, tmp_path / "run", progress=False).run(max_iterations=13)  # 104 samples, saved at 96
     resumed = Trainer(cfg, data, tmp_path / "run", progress=False)
     resumed.run()
     assert resumed.samples == 160
     assert_same_state(state_tensors(tmp_path / "ref"), state_tensors(tmp_path / "run"))
+
+
+def test_compile_with_bf16_is_refused_in_one_line(tmp_path):
+    # compiled bf16 trained worse in every measured run (train/compiled.py): refused, before any work
+    data = make_images(tmp_path / "data")
+    with pytest.raises(UserError, match="compile with bf16 autocast trained worse.*--precision fp32"):
+        Trainer(resolve_config("toy32", dict(RUN, precision="bf16", compile=True)), data, tmp_path / "run",
+                progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_compile_that_fails_says_so_in_one_line(tmp_path, monkeypatch):

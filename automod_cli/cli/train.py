@@ -56,10 +56,10 @@ def register(app: typer.Typer) -> None:
                                                    "CUDA graphs of the training steps (CUDA, one process; "
                                                    "much faster for small models). Off by default."),
         compile_blocks: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile each "
-                                                      "network block: fused elementwise work, 1.4-1.8x the "
-                                                      "images/s of small models in bf16 on a CPU; compiling "
-                                                      "takes about a minute at each new resolution and batch. "
-                                                      "Off by default."),
+                                                      "network block (fp32 only): fused elementwise work, 1.45x "
+                                                      "the images/s of small models on a CPU; compiling takes "
+                                                      "a minute or more at each new resolution and batch. Off "
+                                                      "by default."),
         settings: List[str] = typer.Option([], "--set", help="Any other setting, KEY=VALUE (VALUE as JSON), e.g. "
                                            "--set 'phase_starts=[0,20000,40000]'. Repeatable."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration (JSON, on stdout) "

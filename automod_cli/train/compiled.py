@@ -1,25 +1,25 @@
-"""Training with each network block compiled by ``torch.compile`` (the ``compile`` setting; off by default).
+"""Training with each network block compiled by ``torch.compile`` (the ``compile`` setting; off by
+default; fp32 only).
 
 Why: in eager mode most of a small model's training time goes to elementwise work between the
 convolutions (bias, leaky ReLU, AdaIN's statistics and modulation, and their backward passes), one
-pass over the feature maps each. Inductor fuses a block's elementwise work into a few loops. Measured
-on a 2-core Xeon with AMX (``benchmarks/bench_train.py --preset toy64 --width 0.125 --res 64 --batch 32
---precision bf16 [--compile]``): 32.4 images/s eager, 58.4 compiled; profiled, the convolutions were 31%
-of an eager iteration and most of a compiled one.
+pass over the feature maps each. Inductor fuses a block's elementwise work into a few loops.
 
 How: each encoder and decoder block is compiled on its own (``nn.Module.compile``), not the whole
 step: a block's graph does not depend on the phase, the fade's α, the crossover block or the pool, so
 nothing recompiles as they change. What recompiles is a new shape (a new resolution or batch size:
 about a minute on 2 CPU cores the first time) and grad against no-grad calls (the image grids).
 Parameter and buffer names are unchanged: states and model files are those of an eager run, and a run
-may be resumed with compile switched on or off (the arithmetic then differs in rounding, as with a
-change of precision). Compiled code is deterministic, so a compiled run resumes bit-exactly.
+may be resumed with compile switched on or off (the arithmetic then differs in rounding). Compiled
+code is deterministic, so a compiled run resumes bit-exactly.
 
-On a CPU, bf16 training keeps its feature maps channels-last (train/loop.py: Trainer.channels_last);
-Inductor is told to keep that layout at the convolutions inside a compiled block
-(``force_layout_optimization``), without which they ran in the default layout (46.5 against 50.5
-images/s in one profiling run).
-fp32 on a CPU keeps the default layout, as it does eagerly (model/layers.py: channels_last).
+Not with bf16 autocast (refused): measured on a 2-core Xeon with AMX, toy32 cut to 16², 40k samples
+(``benchmarks/bench_train.py --toy-run bf16 --toy-samples 40k --toy-res 16 --threads 1 [--compile]``),
+compiled bf16 runs reconstructed held-out faces 1.2-1.3 dB worse than eager ones (18.36 / 18.53 against
+19.66 / 19.72 dB, seeds 0 / 1), while fp32 compiled was no worse (19.14 against 18.85, seed 0); each
+block's outputs and gradients agree with eager bf16's as closely as eager bf16's agree with fp32, so
+the cause is not found yet. A 64² bf16 run compiled from 370k samples got worse for 300k samples
+(reconstruction loss 0.12 -> 0.24). Compiled bf16 ran 1.8x the eager images/s (toy64 width 1/8 at 64²).
 """
 
 from __future__ import annotations
@@ -36,17 +36,19 @@ from ..model.encoder import Encoder
 RECOMPILE_LIMIT = 64
 
 
-def compile_blocks(encoder: Encoder, decoder: Decoder, channels_last: bool) -> None:
+BF16_REFUSED = ("compile with bf16 autocast trained worse in every measured run (toy runs 1.2 dB lower PSNR; "
+                "see train/compiled.py): train with --precision fp32, or without --compile")
+
+
+def compile_blocks(encoder: Encoder, decoder: Decoder, bf16: bool) -> None:
     """Compile every block of both networks in place (their first calls compile)."""
+    if bf16:
+        raise UserError(BF16_REFUSED)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    on_cpu = next(encoder.parameters()).device.type == "cpu"
     # fallback_random: layer noise drawn by torch's own generator, as eagerly (Inductor's would draw other
     # numbers from the same seed, and a run would depend on whether it was compiled beyond rounding).
-    options = {"fallback_random": True}
-    if on_cpu and channels_last:
-        options["force_layout_optimization"] = True
     for block in list(encoder.blocks) + list(decoder.blocks):
-        block.compile(dynamic=False, options=options)
+        block.compile(dynamic=False, options={"fallback_random": True})
 
 
 def compile_failure(error: Exception) -> UserError | None:

@@ -115,7 +115,7 @@ class Trainer:
             self.decoder.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.decoder).eval().requires_grad_(False)
         if cfg["compile"]:  # after the EMA copy: the EMA decoder runs eagerly (a few no-grad calls)
-            compile_blocks(self.encoder, self.decoder, self.channels_last)
+            compile_blocks(self.encoder, self.decoder, self.bf16)
         if cfg["loss"] == "robust":
             self.robust = torch.nn.ModuleList(losses.AdaptiveRobustLoss((3, r, r)) for r in mc.resolutions).to(self.device)
         else:
