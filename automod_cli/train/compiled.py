@@ -17,9 +17,9 @@ Not with bf16 autocast (refused): measured on a 2-core Xeon with AMX, toy32 cut 
 (``benchmarks/bench_train.py --toy-run bf16 --toy-samples 40k --toy-res 16 --threads 1 [--compile]``),
 compiled bf16 runs reconstructed held-out faces 1.2-1.3 dB worse than eager ones (18.36 / 18.53 against
 19.66 / 19.72 dB, seeds 0 / 1), while fp32 compiled was no worse (19.14 against 18.85, seed 0); each
-block's outputs and gradients agree with eager bf16's as closely as eager bf16's agree with fp32, so
-the cause is not found yet. A 64² bf16 run compiled from 370k samples got worse for 300k samples
-(reconstruction loss 0.12 -> 0.24). Compiled bf16 ran 1.8x the eager images/s (toy64 width 1/8 at 64²).
+block's outputs and gradients are as close to fp32's as eager bf16's are, so the cause is not found yet.
+A 64² bf16 run compiled from 370k samples got worse for 300k samples (reconstruction loss 0.12 -> 0.24).
+Compiled bf16 ran 1.8x the eager images/s (toy64 width 1/8 at 64²).
 """
 
 from __future__ import annotations
