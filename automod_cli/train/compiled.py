@@ -32,7 +32,9 @@ from ..model.encoder import Encoder
 
 # Every block of a network shares one forward (one code object), and each shape and grad mode is a
 # separate compiled entry: 5 blocks × 2 modes × a batch change exceed dynamo's default of 8 entries,
-# after which it would run the rest eagerly without saying so.
+# after which it would run the rest eagerly without saying so. Set under its older name,
+# ``cache_size_limit``: newer PyTorch keeps it as an alias of ``recompile_limit``, and torch 2.3 (the oldest
+# pyproject allows) has no ``recompile_limit``.
 RECOMPILE_LIMIT = 64
 
 
@@ -44,7 +46,7 @@ def compile_blocks(encoder: Encoder, decoder: Decoder, bf16: bool) -> None:
     """Compile every block of both networks in place (their first calls compile)."""
     if bf16:
         raise UserError(BF16_REFUSED)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
     # fallback_random: layer noise drawn by torch's own generator, as eagerly (Inductor's would draw other
     # numbers from the same seed, and a run would depend on whether it was compiled beyond rounding).
     for block in list(encoder.blocks) + list(decoder.blocks):
