@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe as machine, matmul_peak  # noqa: E402
 from automod_cli.train.loop import Trainer  # noqa: E402
+from automod_cli.train.report import resolved_precision  # noqa: E402
 from automod_cli.train.schedule import resolve_config, step_plan  # noqa: E402
 
 
@@ -187,7 +188,7 @@ def main() -> None:
     print(f"machine: {machine()}, precision {args.precision}" + (", CUDA graphs" if args.cuda_graphs else "")
           + (", compiled blocks" if args.compile else "") + (f", preset {args.preset}" if args.preset else ""))
     # The peak in the arithmetic of the trainer's convs: bf16 under autocast, TF32 for fp32 on CUDA.
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
+    bf16 = resolved_precision({"precision": args.precision}, device.type) == "bf16"
     peak, arith = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
     peak /= 1e9
     print(f"measured {arith} matmul peak: {peak:.1f} GFLOP/s")
