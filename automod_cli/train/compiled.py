@@ -18,6 +18,10 @@ Not with bf16 autocast (refused): measured on a 2-core Xeon with AMX, toy32 cut 
 compiled bf16 runs reconstructed held-out faces 1.2-1.3 dB worse than eager ones (18.36 / 18.53 against
 19.66 / 19.72 dB, seeds 0 / 1), while fp32 compiled was no worse (19.14 against 18.85, seed 0); each
 block's outputs and gradients are as close to fp32's as eager bf16's are, so the cause is not found yet.
+Part of it is where values are rounded: with Inductor's ``emulate_precision_casts`` (rounding to bf16
+wherever eager rounds, instead of keeping fused intermediates in fp32) compiled bf16 gave 18.86 / 19.06
+dB, as eager fp32 does (18.85), still short of eager bf16 (19.66 / 19.72; 19.49 with 2 threads, so run
+to run the figures move by about 0.2 dB).
 A 64² bf16 run compiled from 370k samples got worse for 300k samples (reconstruction loss 0.12 -> 0.24).
 Compiled bf16 ran 1.8x the eager images/s (toy64 width 1/8 at 64²).
 """

@@ -209,9 +209,17 @@ PRESETS: dict[str, dict] = {
     #   autoencoder draws none (22.2 dB on its training faces: no over-fitting). The decoder alone,
     #   memorising 64 faces from a free code each (autoencoder_probe.py --codes free), reaches only 23.4 dB
     #   after 100k samples at width 1/16, without eyes (width 1/8: after 30k; 1/4 ahead again); fed the
-    #   true factors it learns more slowly than with the encoder's code. No change from dropping the
-    #   encoder's spectral norm or L1 (MSE), +0.9 dB from nearly aligned faces (still no eyes). Steps and
-    #   width, not the code.
+    #   true factors it learns more slowly than with the encoder's code (19.4 against 20.9 dB after 60k,
+    #   held-out). No change from dropping the encoder's spectral norm or L1 (MSE), +0.9 dB from nearly
+    #   aligned faces (still no eyes); nor from a higher lr (the autoencoder memorising 64 faces: 20.3 dB
+    #   at 3e-3 and 18.9 at 1e-2 against 20.6 at 1e-3 after 10k). Steps and width, not the code.
+    # - Nor does bolder toy data: heads 1.25x larger (half-width 0.28-0.36 of the image), a third less
+    #   layout spread, eyes 1.2x larger and strokes 1.6x thicker gave the autoencoder (width 1/16, 30k
+    #   samples, 1 thread each, run side by side) 18.7 against 20.4 dB on validation faces of their own
+    #   kind, still without eyes, probe R² for the middle factors 0.07 against -0.03 and a lower ceiling
+    #   of the coarse mixing test at its sharpness (44 against 69%). A perfect mixer blurred to equal PSNR
+    #   would pass the middle test more often on bold faces (73% at 22.6 dB against 52% at 22.4), but the
+    #   decoder does not get there sooner.
     # - Nor do cheap changes to the decoder or its loss (memorising those 64 faces, width 1/16, 21.4 / 21.9 dB
     #   after 5k / 10k samples): a learned canvas 21.3 / 21.9, coordinate channels 21.2 / 21.9 (position is
     #   not what it lacks), L1 at every block's output too 20.5 / 21.2, Laplacian-pyramid L1 20.1 / 20.8,
