@@ -213,7 +213,7 @@ PRESETS: dict[str, dict] = {
     #   held-out). No change from dropping the encoder's spectral norm or L1 (MSE), +0.9 dB from nearly
     #   aligned faces (still no eyes); nor from a higher lr (the autoencoder memorising 64 faces: 20.3 dB
     #   at 3e-3 and 18.9 at 1e-2 against 20.6 at 1e-3 after 10k). Steps and width, not the code.
-    # - Nor does bolder toy data: heads 1.25x larger (half-width 0.28-0.36 of the image), a third less
+    # - Nor does bolder toy data: heads 1.2x larger (half-width 0.28-0.36 of the image), a third less
     #   layout spread, eyes 1.2x larger and strokes 1.6x thicker gave the autoencoder (width 1/16, 30k
     #   samples, 1 thread each, run side by side) 18.7 against 20.4 dB on validation faces of their own
     #   kind, still without eyes, probe R² for the middle factors 0.07 against -0.03 and a lower ceiling
