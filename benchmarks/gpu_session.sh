@@ -19,24 +19,51 @@
 #   within checkpoint_minutes; re-running goes on): bash benchmarks/gpu_session.sh --cpu SECONDS
 #   (with .venv/bin/python when there is one; its toyfaces are drawn once into $DATA, default gpu-data/;
 #   the next GPU call carries and resumes gpu-run/)
+#   gpu-run/ lives only as long as this machine; the run's snapshot in git outlives it: --cpu writes
+#   candidate-run/ (tracked: model, state parts, run.tar.gz) when it stops, and --cpu or a GPU call
+#   without gpu-run/ starts from it. Commit candidate-run/ before a session ends. By hand:
+#   bash benchmarks/gpu_session.sh --snapshot
 #
 # Smoke test on a CPU: DEVICE=cpu N_FACES=2000 TRAIN_UNTIL=60 BUDGET=120 PY=.venv/bin/python bash ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RUN_DIR=gpu-run
+RUN_DIR=${RUN_DIR:-gpu-run}
+SNAPSHOT=${SNAPSHOT:-candidate-run}  # tracked by git: the run as of its last stop (this machine's files do not last)
 
-if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (the next call carries it)
-  src=${2:?usage: gpu_session.sh --collect FILES_AT}
-  [ -f "$src/run.tar.gz" ] && ls "$src"/state.safetensors.part* >/dev/null 2>&1 \
-    || { echo "$src: no run.tar.gz and state parts (did the run save?)" >&2; exit 1; }
-  tmp=$(mktemp -d "$RUN_DIR.new.XXXXXX")
+# pack RUN DEST: a run folder as the files a call returns (model.safetensors, the training state in 15 MiB
+# parts, run.tar.gz with everything else but TensorBoard), written to DEST atomically.
+pack() {
+  local tmp; tmp=$(mktemp -d "$2.new.XXXXXX") && tmp=$(cd "$tmp" && pwd) || return 1
+  cp "$1/model.safetensors" "$tmp/" && split -b 15M -d "$1/state/state.safetensors" "$tmp/state.safetensors.part" \
+    && (cd "$1" && find . -type f ! -path './state/*' ! -path './tensorboard/*' ! -name model.safetensors \
+        ! -name '*.tmp' | sort | tar czf "$tmp/run.tar.gz" -T -) || { rm -rf "$tmp"; return 1; }
+  rm -rf "$2.old" && { [ ! -d "$2" ] || mv "$2" "$2.old"; } && mv "$tmp" "$2" && rm -rf "$2.old"
+}
+# unpack SRC: the files pack wrote (or a GPU call returned) -> gpu-run/ (the previous one kept aside).
+unpack() {
+  [ -f "$1/run.tar.gz" ] && ls "$1"/state.safetensors.part* >/dev/null 2>&1 \
+    || { echo "$1: no run.tar.gz and state parts (did the run save?)" >&2; return 1; }
+  local tmp; tmp=$(mktemp -d "$RUN_DIR.new.XXXXXX") || return 1
   mkdir -p "$tmp/state"
-  tar xzf "$src/run.tar.gz" -C "$tmp" && cat "$src"/state.safetensors.part* >"$tmp/state/state.safetensors" \
-    && cp "$src/model.safetensors" "$tmp/model.safetensors" || { rm -rf "$tmp"; exit 1; }
+  tar xzf "$1/run.tar.gz" -C "$tmp" && cat "$1"/state.safetensors.part* >"$tmp/state/state.safetensors" \
+    && cp "$1/model.safetensors" "$tmp/model.safetensors" || { rm -rf "$tmp"; return 1; }
   [ -d "$RUN_DIR" ] && mv "$RUN_DIR" "$RUN_DIR.previous.$(date +%Y%m%d%H%M%S)"
   mv "$tmp" "$RUN_DIR"
-  echo "collected into $RUN_DIR: $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
+  echo "unpacked $1 into $RUN_DIR: $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
+}
+# No gpu-run/ here (a new machine): start from the snapshot in git, when there is one.
+from_snapshot() {
+  [ -f "$RUN_DIR/state/state.safetensors" ] || [ ! -f "$SNAPSHOT/run.tar.gz" ] || unpack "$SNAPSHOT"
+}
+
+if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (the next call carries it)
+  unpack "${2:?usage: gpu_session.sh --collect FILES_AT}" || exit 1
   exit 0
+fi
+if [ "${1:-}" = "--snapshot" ]; then  # gpu-run/ -> candidate-run/, to commit
+  [ -f "$RUN_DIR/state/state.safetensors" ] || { echo "$RUN_DIR: no training state to snapshot" >&2; exit 1; }
+  pack "$RUN_DIR" "$SNAPSHOT" && echo "snapshot of $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-100) in $SNAPSHOT/"
+  exit $?
 fi
 
 # The run: the toy64 preset (Adam β1 0.9, EMA 0.95, no layer noise, the lr ramped down at the end: see
@@ -89,10 +116,14 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
     echo "drawing $N_FACES toyfaces at 64² (seed 0) into $DATA"
     draw_faces "$DATA" 2 || exit 1
   fi
+  from_snapshot || exit 1
   train_until "$seconds" "$DATA" "$RUN_DIR" \
       '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "bf16", "workers": 1, "threads": 2}'
   rc=$?
   echo "training exited with $rc (124: stopped at its second, state saved); $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
+  if [ -f "$RUN_DIR/state/state.safetensors" ]; then
+    pack "$RUN_DIR" "$SNAPSHOT" && echo "snapshot in $SNAPSHOT/: commit it (git add $SNAPSHOT) before this machine goes"
+  fi
   exit $rc
 fi
 
@@ -131,6 +162,7 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   core=$!
 
   run="$WORK/runs/toy64gpu"
+  from_snapshot  # gpu-run/ when it was carried, else the snapshot in git
   if [ -f "$RUN_DIR/state/state.safetensors" ]; then
     cp -r "$RUN_DIR" "$run"
     echo "== [${SECONDS}s] resuming the carried run: $(tail -n 1 "$run/log.jsonl" | cut -c1-120)"
@@ -163,10 +195,7 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   wait $core; echo "== [${SECONDS}s] core tests exited with $?"; tail -n 5 "$WORK/core_tests.out"
 
   if [ -f "$run/state/state.safetensors" ] && [ -f "$run/model.safetensors" ]; then
-    cp "$run/model.safetensors" "$OUT/model.safetensors"
-    split -b 15M -d "$run/state/state.safetensors" "$OUT/state.safetensors.part"
-    (cd "$run" && find . -type f ! -path './state/*' ! -path './tensorboard/*' ! -name model.safetensors \
-        | tar czf "$OUT/run.tar.gz" -T -)
+    pack "$run" "$WORK/packed" && mv "$WORK/packed"/* "$OUT/"
     sha256sum "$run/model.safetensors" "$run/state/state.safetensors"
   else
     echo "!! the run left no state or model"; status=1
