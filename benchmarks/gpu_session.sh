@@ -33,7 +33,7 @@ SNAPSHOT=${SNAPSHOT:-candidate-run}  # tracked by git: the run as of its last st
 # pack RUN DEST: a run folder as the files a call returns (model.safetensors, the training state in 15 MiB
 # parts, run.tar.gz with everything else but TensorBoard), written to DEST atomically.
 pack() {
-  local tmp; tmp=$(mktemp -d "$2.new.XXXXXX") && tmp=$(cd "$tmp" && pwd) || return 1
+  local tmp; tmp=$(mktemp -d "$2.new.XXXXXX") && chmod 755 "$tmp" && tmp=$(cd "$tmp" && pwd) || return 1
   cp "$1/model.safetensors" "$tmp/" && split -b 15M -d "$1/state/state.safetensors" "$tmp/state.safetensors.part" \
     && (cd "$1" && find . -type f ! -path './state/*' ! -path './tensorboard/*' ! -name model.safetensors \
         ! -name '*.tmp' | sort | tar czf "$tmp/run.tar.gz" -T -) || { rm -rf "$tmp"; return 1; }
@@ -49,8 +49,9 @@ unpack() {
     && cp "$1/model.safetensors" "$tmp/model.safetensors" || { rm -rf "$tmp"; return 1; }
   [ -d "$RUN_DIR" ] && mv "$RUN_DIR" "$RUN_DIR.previous.$(date +%Y%m%d%H%M%S)"
   mv "$tmp" "$RUN_DIR"
-  echo "unpacked $1 into $RUN_DIR: $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
+  echo "unpacked $1 into $RUN_DIR (last logged at $(logged "$RUN_DIR") samples)"
 }
+logged() { tail -n 1 "$1/log.jsonl" 2>/dev/null | grep -o '"samples": [0-9]*' | cut -d' ' -f2; }
 # No gpu-run/ here (a new machine): start from the snapshot in git, when there is one.
 from_snapshot() {
   [ -f "$RUN_DIR/state/state.safetensors" ] || [ ! -f "$SNAPSHOT/run.tar.gz" ] || unpack "$SNAPSHOT"
@@ -62,7 +63,7 @@ if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (the 
 fi
 if [ "${1:-}" = "--snapshot" ]; then  # gpu-run/ -> candidate-run/, to commit
   [ -f "$RUN_DIR/state/state.safetensors" ] || { echo "$RUN_DIR: no training state to snapshot" >&2; exit 1; }
-  pack "$RUN_DIR" "$SNAPSHOT" && echo "snapshot of $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-100) in $SNAPSHOT/"
+  pack "$RUN_DIR" "$SNAPSHOT" && echo "$RUN_DIR (last logged at $(logged "$RUN_DIR") samples) packed into $SNAPSHOT/"
   exit $?
 fi
 
