@@ -15,9 +15,9 @@
 #
 #   device run, carry ["gpu-run"]:  OUT=$OUT bash benchmarks/gpu_session.sh
 #   back here, for the next session: bash benchmarks/gpu_session.sh --collect FILES_AT
-#   between GPU sessions, the same run on this machine's CPU (bf16 autocast where the CPU has bf16 arithmetic,
-#   fp32 elsewhere; stop it any time, it saves
-#   within checkpoint_minutes; re-running goes on): bash benchmarks/gpu_session.sh --cpu SECONDS
+#   between GPU sessions, the same run on this machine's CPU (bf16 autocast where the CPU computes in bf16,
+#   fp32 elsewhere; stop it any time, it saves within checkpoint_minutes; re-running goes on):
+#   bash benchmarks/gpu_session.sh --cpu SECONDS
 #   (with .venv/bin/python when there is one; its toyfaces are drawn once into $DATA, default gpu-data/;
 #   the next GPU call carries and resumes gpu-run/)
 #   gpu-run/ lives only as long as this machine; the run's snapshot in git outlives it: --cpu writes
@@ -32,12 +32,12 @@ RUN_DIR=${RUN_DIR:-gpu-run}
 SNAPSHOT=${SNAPSHOT:-candidate-run}  # tracked by git: the run as of its last stop (this machine's files do not last)
 
 # pack RUN DEST: a run folder as the files a call returns (model.safetensors, the training state in 15 MiB
-# parts, run.tar.gz with everything else but TensorBoard), written to DEST atomically.
+# parts, run.tar.gz with everything else but TensorBoard and the run's lock), written to DEST atomically.
 pack() {
   local tmp; tmp=$(mktemp -d "$2.new.XXXXXX") && chmod 755 "$tmp" && tmp=$(cd "$tmp" && pwd) || return 1
   cp "$1/model.safetensors" "$tmp/" && split -b 15M -d "$1/state/state.safetensors" "$tmp/state.safetensors.part" \
     && (cd "$1" && find . -type f ! -path './state/*' ! -path './tensorboard/*' ! -name model.safetensors \
-        ! -name '*.tmp' | sort | tar czf "$tmp/run.tar.gz" -T -) || { rm -rf "$tmp"; return 1; }
+        ! -name '*.tmp' ! -name train.lock | sort | tar czf "$tmp/run.tar.gz" -T -) || { rm -rf "$tmp"; return 1; }
   rm -rf "$2.old" && { [ ! -d "$2" ] || mv "$2" "$2.old"; } && mv "$tmp" "$2" && rm -rf "$2.old"
 }
 # unpack SRC: the files pack wrote (or a GPU call returned) -> gpu-run/ (the previous one kept aside).

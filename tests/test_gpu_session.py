@@ -27,6 +27,7 @@ def _fake_run(root: Path, state_bytes: bytes):
     (root / "grids" / "grid-000100k.png").write_bytes(b"png")
     (root / "tensorboard").mkdir()
     (root / "tensorboard" / "events").write_bytes(b"tb")
+    (root / "train.lock").write_text('{"pid": 1}')  # a snapshot taken while the run trains
 
 
 def _files(root: Path):
@@ -46,7 +47,7 @@ def test_snapshot_then_collect_restores_the_run_byte_for_byte(tmp_path):
     assert (snap / "state.safetensors.part00").stat().st_size == 15 * 2**20
     with tarfile.open(snap / "run.tar.gz") as tar:
         names = sorted(n.removeprefix("./") for n in tar.getnames() if tar.getmember(n).isfile())
-    assert names == ["config.json", "grids/grid-000100k.png", "log.jsonl"]  # no state, model or TensorBoard
+    assert names == ["config.json", "grids/grid-000100k.png", "log.jsonl"]  # no state, model, TensorBoard, lock
 
     # A new machine: no run folder, only what git kept.
     (tmp_path / "kept").mkdir()
@@ -54,7 +55,7 @@ def test_snapshot_then_collect_restores_the_run_byte_for_byte(tmp_path):
     r = _script(tmp_path, "--collect", str(snap))
     assert r.returncode == 0, r.stderr
     after = _files(tmp_path / "run")
-    expected = {k: v for k, v in before.items() if not k.startswith("tensorboard/")}
+    expected = {k: v for k, v in before.items() if not k.startswith("tensorboard/") and k != "train.lock"}
     assert after == expected
 
 
