@@ -119,12 +119,12 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
     draw_faces "$DATA" 2 || exit 1
   fi
   from_snapshot || exit 1
-  # bf16 autocast only where the CPU computes in bf16 (AMX or AVX-512 BF16): elsewhere it is emulated, and
-  # on a 2-core AMD EPYC with AVX2 only (Zen 3) this run trained at 7 images/s in bf16 against 72 in fp32
-  # (16², batch 64, 2026-12-02).
-  precision=fp32
-  grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null && precision=bf16
-  echo "precision $precision ($( [ $precision = bf16 ] && echo "the CPU has AMX or AVX-512 BF16" || echo "the CPU has neither AMX nor AVX-512 BF16"))"
+  # bf16 autocast only where the CPU has bf16 arithmetic (devices.cpu_computes_bf16): elsewhere it is
+  # emulated, and on a 2-core AMD EPYC with AVX2 only (Zen 3) this run trained at 7 images/s in bf16
+  # against 72 in fp32 (16², batch 64, 2026-12-02).
+  precision=$($PY -c "from automod_cli.devices import cpu_computes_bf16; print('bf16' if cpu_computes_bf16() else 'fp32')") \
+    || exit 1
+  echo "precision: $precision (bf16 only where this CPU has bf16 arithmetic: AVX-512 BF16 or AMX)"
   train_until "$seconds" "$DATA" "$RUN_DIR" \
       '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "'$precision'", "workers": 1, "threads": 2}'
   rc=$?

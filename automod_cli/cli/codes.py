@@ -15,6 +15,7 @@ import torch
 import typer
 
 from .. import pipeline
+from ..devices import bf16_warning
 from ..errors import InputError, UserError
 from ..io import latents as latents_io
 from ..io.images import expand_inputs, make_grid, save_image, save_pil
@@ -36,6 +37,8 @@ def _setup(model_path: Optional[Path], device: str, seed: int, precision: str = 
     torch.manual_seed(seed)
     model = pipeline.load_model(model_path, resolve_device(device))
     say(f"model: {model.source_path} ({model.resolution}², {model.n_blocks} blocks)")
+    if precision == "bf16" and (slow_bf16 := bf16_warning(model.device)):
+        say(slow_bf16)
     pipeline.warn_about_aligned_photos(model, bool(command_option("align")))
     return model
 

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..devices import resolve_device
+from ..devices import bf16_warning, resolve_device
 from ..errors import UserError, WriteError
 from ..io.atomic import size_text, write_text_atomic
 from ..model import Automodulator, ModelConfig
@@ -691,6 +691,8 @@ class Trainer:
                  f"{mc.latent_dim}: encoder {report.count(n_enc, 3)} + decoder {report.count(n_dec, 3)} parameters",
                  f"  preset    {what}"]
         lines += [f"  departs   {d}" for d in departures] or ["  departs   nothing: the paper's settings"]
+        if self.bf16 and (slow_bf16 := bf16_warning(self.device)):
+            lines.append(slow_bf16)
         if data.resolution is not None and data.resolution < cfg["resolution"]:
             lines.append(f"warning: the data is {data.resolution}², below the run's {cfg['resolution']}²: "
                          f"images are upsampled")
