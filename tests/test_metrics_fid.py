@@ -173,10 +173,12 @@ def test_inception_matches_pytorch_fid_network(fid_env, monkeypatch):
     monkeypatch.setattr(pfi, "load_state_dict_from_url", lambda *a, **k: fid_env["state"])
     ref = pfi.InceptionV3([3]).eval()
     ours = load_fid_inception(fid_env["state"])
-    x = torch.randint(0, 256, (2, 3, 70, 90), dtype=torch.uint8)
+    x = torch.randint(0, 256, (2, 3, 70, 90), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = ours(x), ref(x.float() / 255)[0].flatten(1)
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # fp32 summation order differs between CPUs' kernels: an AVX2-only EPYC (Zen 3) gave one feature of
+    # 4,096 at 1.8e-5 from pytorch-fid's (unseeded input then); a wrong layer moves them all by far more.
+    torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
     assert a.std(0).mean() > 1e-3  # the BN statistics make features depend on the image
 
 
