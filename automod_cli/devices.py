@@ -21,8 +21,7 @@ def resolve_device(name: str) -> torch.device:
 
 def cpu_computes_bf16() -> bool:
     """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX). Without it oneDNN runs bf16 through
-    conversions around fp32 arithmetic: on a 2-core AMD EPYC with AVX2 only (Zen 3) the toy64 game at width
-    1/8 trained at 7 images/s at 16² under bf16 against 72 in fp32 (README, Speed). (PyTorch's own
+    conversions around fp32 arithmetic, slower than fp32 (figures: README, Speed). (PyTorch's own
     ``mkldnn._is_mkldnn_bf16_supported`` asks for plain AVX-512 only, on which bf16 is still slower.)"""
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check() for check in checks if check is not None)

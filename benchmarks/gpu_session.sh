@@ -120,8 +120,7 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
   fi
   from_snapshot || exit 1
   # bf16 autocast only where the CPU has bf16 arithmetic (devices.cpu_computes_bf16): elsewhere it is
-  # emulated, and on a 2-core AMD EPYC with AVX2 only (Zen 3) this run trained at 7 images/s in bf16
-  # against 72 in fp32 (16², batch 64, 2026-12-02).
+  # emulated and this run trains several times slower than in fp32 (README, Speed).
   precision=$($PY -c "from automod_cli.devices import cpu_computes_bf16; print('bf16' if cpu_computes_bf16() else 'fp32')") \
     || exit 1
   echo "precision: $precision (bf16 only where this CPU has bf16 arithmetic: AVX-512 BF16 or AMX)"
