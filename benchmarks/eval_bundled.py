@@ -23,6 +23,9 @@ was trained on seed 0). Reported:
   closer (pixel MSE) to the truth than the plain reconstruction is. Also the mean absolute pixel change.
   ``--add-attributes`` first learns the two directions, as ``weights/build_toy64.sh`` does, for a model
   without them (a training run's snapshot).
+- The re-encoding cycle: the mean cosine between a code and the code of its decoding, cos(E(D(z)), z),
+  for 500 random unit codes (what the training game's decoder step draws) and for the codes of the
+  ``--n-recon`` held-out faces.
 - What the codes carry: a ridge regression (λ 0.01) from the codes of 3,000 faces to each factor,
   scored by R² on 1,000 others; the mean R² per scale group (the texture seed, a random number, left
   out). A group whose factors the codes do not carry (R² ≈ 0) cannot be mixed, whatever the decoder.
@@ -144,6 +147,14 @@ def edit_test(model, seed: int, n: int) -> dict[str, dict]:
     return out
 
 
+def reencoding_cycle(model, face_codes: torch.Tensor, seed: int) -> dict[str, float]:
+    """Mean cos(E(D(z)), z) for random unit codes (the game's draws) and for codes of real faces."""
+    g = torch.Generator().manual_seed(seed)
+    random_codes = torch.nn.functional.normalize(torch.randn(500, model.latent_dim, generator=g), dim=1)
+    cos = lambda z: torch.nn.functional.cosine_similarity(model.encode(model.decode(z)), z).mean().item()  # noqa: E731
+    return {"random_codes": round(cos(random_codes), 4), "face_codes": round(cos(face_codes), 4)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", default=None)
@@ -204,6 +215,7 @@ def main() -> None:
                          "ceiling_fraction_reconstructed_true_mix": round(ceiling.float().mean().item(), 4),
                          "median_share_of_the_way": round(share.item(), 3)}
 
+    cycle = reencoding_cycle(model, model.encode(x), args.seed + 4)
     probe = code_probe(model, args.seed + 2)
     edits = edit_test(model, args.seed + 3, args.n_edit)
 
@@ -213,6 +225,7 @@ def main() -> None:
         "resolution": R, "n_recon": args.n_recon, "n_pairs": args.n_pairs, "seed": args.seed,
         "psnr_db": round(psnr, 3), "lpips_alex": round(lp, 4), "lpips_weights": lpips_weights,
         "mixing": mixing, "edits": edits, "attributes_learned_here": learned, "code_probe_r2": probe,
+        "reencoding_cosine": cycle,
         "machine": describe(),
         "wall_s": round(time.time() - t0, 1),
     }
@@ -235,6 +248,8 @@ def main() -> None:
         print(f"| edit {name}{how} (k = 1, scales {e['scales']}) on {e['n']} faces without it: closer to the "
               f"truth than the reconstruction | {100 * e['fraction_closer_to_truth_than_recon']:.1f}% |")
         print(f"| edit {name}: mean absolute pixel change | {e['mean_abs_change_255']:.2f}/255 |")
+    print(f"| re-encoding cycle cos(E(D(z)), z): 500 random unit codes / the {args.n_recon} faces' codes | "
+          f"{cycle['random_codes']:.3f} / {cycle['face_codes']:.3f} |")
     for g, r2 in probe.items():
         print(f"| codes carry the {g} factors: mean held-out R² of a ridge probe | {r2:.2f} |")
     if args.json:

@@ -224,6 +224,16 @@ PRESETS: dict[str, dict] = {
     #   after 5k / 10k samples): a learned canvas 21.3 / 21.9, coordinate channels 21.2 / 21.9 (position is
     #   not what it lacks), L1 at every block's output too 20.5 / 21.2, Laplacian-pyramid L1 20.1 / 20.8,
     #   10x the lr of the AdaIN style layers 21.6 / 22.1.
+    # - The decoder step's re-encoding cycle holds for the codes of real faces, not for the random codes the
+    #   game draws: cos(E(D(z)), z) is 0.031 for random unit z and 0.661 for z = E(x) of held-out faces
+    #   (bundled model; eval_bundled.py --seed 777 --n-recon 300). So the consistency term, measured on random
+    #   codes, may teach little mixing. Neither of two direct fixes helped (`automod train DATA --preset
+    #   demo32 --duration 40k --set lr_rampdown=16000 --threads 1`, seed 0; 300 / 200 validation faces / pairs
+    #   of seed 777; median share of the way to the true mix, coarse / fine): the reference's cos_weight of
+    #   100 gave 19.32 dB, shares 0.24 / 0.72, the cycle's cosine (its training log, 32k) 0.038; 64x that
+    #   (6400) 18.58 dB, 0.17 / 0.76, cosine 0.066; the decoder step's mixed rows made from the real batch's
+    #   codes (A one face, B another) 17.38 dB, 0.40 / 0.48, with coarse mixes nearer the true mix than A's
+    #   reconstruction in 3% of pairs against 35%, fine ones in 26% against 99%.
     # - Per step a larger batch is worth more, per sample a smaller one (autoencoder, width 1/16): 19.2 dB
     #   after 313 steps of batch 64 against 17.4 after 313 of 16, 20.0 after 625 against 19.8 after 1,250;
     #   at 20k samples 19.2 (64) against 19.8 (16), which also runs 1.5x faster per image on 2 cores. lr 2e-3
