@@ -61,7 +61,7 @@ def main() -> None:
     for label, (precision, compiled) in VARIANTS.items():
         grads[label], batches = step_gradients(tensors, meta, args.data, precision, compiled, batches,
                                                args.batches, args.threads)
-    ref = grads["fp32"]
+    ref, errors = grads["fp32"], {}
     print(f"state {args.state} ({meta['samples']:,} samples), {args.batches} batches")
     for label in list(VARIANTS)[1:]:
         rel, bias = {}, {}
@@ -70,12 +70,12 @@ def main() -> None:
             sizes = torch.stack([r[name].norm() for r in ref]).clamp_min(1e-30)
             rel[name] = (diff.norm(dim=1) / sizes).mean().item()
             bias[name] = (diff.mean(0).norm() / diff.norm(dim=1).mean().clamp_min(1e-30)).item()
-        grads[label] = rel
+        errors[label] = rel
         print(f"{label} against fp32: median over {len(rel)} tensors: relative error "
               f"{statistics.median(rel.values()):.3f}, bias {statistics.median(bias.values()):.2f}")
         for name in rel:
             print(f"  {name:50s} {rel[name]:.4f}  bias {bias[name]:.2f}")
-    ratio = [grads["bf16 compiled"][k] / grads["bf16"][k] for k in grads["bf16"] if grads["bf16"][k] > 0]
+    ratio = [errors["bf16 compiled"][k] / errors["bf16"][k] for k in errors["bf16"] if errors["bf16"][k] > 0]
     print(f"compiled bf16's error over eager bf16's, per tensor: median {statistics.median(ratio):.2f}, "
           f"range {min(ratio):.2f}-{max(ratio):.2f}")
 

@@ -181,7 +181,8 @@ def main() -> None:
 
     rows = toyfaces.sample_rows(args.n_recon, seed=args.seed)
     x = toyfaces.render_tensor(rows, R)
-    recon = model.reconstruct(x).clamp(-1, 1)
+    codes = model.encode(x)
+    recon = model.decode(codes).clamp(-1, 1)
     psnr = reconstruction_psnr(recon, x)
     dist, lpips_weights = lpips_distance(args.weights_dir)
     lp = torch.cat([dist(a, b) for a, b in zip(x.split(100), recon.split(100))]).mean().item()
@@ -215,7 +216,7 @@ def main() -> None:
                          "ceiling_fraction_reconstructed_true_mix": round(ceiling.float().mean().item(), 4),
                          "median_share_of_the_way": round(share.item(), 3)}
 
-    cycle = reencoding_cycle(model, model.encode(x), args.seed + 4)
+    cycle = reencoding_cycle(model, codes, args.seed + 4)
     probe = code_probe(model, args.seed + 2)
     edits = edit_test(model, args.seed + 3, args.n_edit)
 

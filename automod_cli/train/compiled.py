@@ -26,13 +26,13 @@ A 64² bf16 run compiled from 370k samples got worse for 300k samples (reconstru
 Compiled bf16 ran 1.8x the eager images/s (toy64 width 1/8 at 64²).
 Whole training steps do differ, though (``benchmarks/bench_step_gradients.py STATE DATA``): from the
 shared run's state at 292k samples (64², batch 32), six real batches, each step from the same weights and
-draws, the gradients of every parameter tensor were compared with fp32's. Eager bf16's are 15% off (median relative error over the 60 tensors), compiled
-bf16's 21%: 1.5x eager's (1.3x-2.2x per tensor, 1.6x in the encoder, 1.5x in the decoder), spread over
-every block rather than in one place. Most of either error repeats from batch to batch at fixed weights
-(the mean difference is 0.84-0.88 of its per-batch size), so it is a bias of those weights' rounding,
-not noise that averages out over steps. It is not general: from a 32² demo32 state (40k samples, width
-1/16, two batches) compiled bf16's error was 0.64x eager's (12% against 17%), so this alone does not
-explain the worse toy runs.
+draws, the gradients of every parameter tensor were compared with fp32's. Eager bf16's are 15% off
+(median relative error over the 60 tensors), compiled bf16's 21%: 1.5x eager's (1.3x-2.2x per tensor,
+1.6x in the encoder, 1.5x in the decoder), spread over every block rather than in one place. Most of
+either error repeats from batch to batch at fixed weights (the mean difference is 0.84-0.88 of its
+per-batch size), so it is a bias of those weights' rounding, not noise that averages out over steps. It
+is not general: from a 32² demo32 state (40k samples, width 1/16, two batches) compiled bf16's error was
+0.64x eager's (12% against 17%), so this alone does not explain the worse toy runs.
 """
 
 from __future__ import annotations
