@@ -120,12 +120,14 @@ def test_run_dir_bad_image_skipped_and_config_mismatch(tmp_path, capsys):
     assert cfg["resolution"] == 8 and cfg["width"] == 0.015625
     lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["samples"] for r in lines] == [16, 32, 48, 64]
-    for key in ("kl_real", "kl_fake", "recon", "kl_gap", "loss_e", "kl_dec", "cos", "consistency", "loss_d",
-                "phase", "resolution", "alpha", "lr", "images_per_s", "cosine"):
+    for key in ("kl_real", "kl_fake", "recon", "kl_gap", "loss_e", "real_code_cos", "kl_dec", "cos", "consistency",
+                "loss_d", "phase", "resolution", "alpha", "lr", "images_per_s", "cosine"):
         assert key in lines[-1]
     # the progress line shows the latent term as a cosine; the log keeps the raw term too
     assert lines[-1]["cosine"] == pytest.approx(16 * (2 - lines[-1]["cos"]), abs=1e-5)
     assert f"D cos {lines[-1]['cosine']:.3f} " in progress[-1]
+    assert progress[-1].endswith(f"codes cos {lines[-1]['real_code_cos']:.2f}")  # the collapse monitor
+    assert -1.0 <= lines[-1]["real_code_cos"] <= 1.0
     assert lines[-1]["skipped_files"] == 1  # the broken file was met, replaced and counted
     assert (run / "model.safetensors").exists() and (run / "state" / "state.safetensors").exists()
     grids = sorted(p.name for p in (run / "grids").iterdir())

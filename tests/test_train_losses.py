@@ -42,6 +42,17 @@ def test_cos_mismatch_reference_scaling():
     assert losses.cos_mismatch(*two, reduce="sum").item() == pytest.approx(sum(per.tolist()), rel=1e-6)
 
 
+def test_mean_pairwise_cosine_against_all_pairs():
+    same = torch.tensor([[3.0, 4.0], [0.6, 0.8], [6.0, 8.0]])  # one direction, any length
+    assert float(losses.mean_pairwise_cosine(same)) == pytest.approx(1.0, abs=1e-6)
+    assert float(losses.mean_pairwise_cosine(torch.eye(5))) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses.mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-2.0, 0.0]]))) == pytest.approx(-1.0)
+    z = torch.randn(7, 11, generator=torch.Generator().manual_seed(0))
+    u = z / z.norm(dim=1, keepdim=True)
+    pairs = [float(u[i] @ u[j]) for i in range(7) for j in range(7) if i != j]
+    assert float(losses.mean_pairwise_cosine(z)) == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
+
+
 def test_consistency_and_l1_by_hand():
     # The reference's z_mix_diff (train.py:309, utils.py:65-66: ``(x - y).pow(2).mean(dim=1).mean()`` on
     # [mix_N, -1] views) detaches neither side: the target h = θ_[0,j)(z_A) gets the opposite gradient.

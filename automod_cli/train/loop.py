@@ -51,7 +51,7 @@ from .schedule import config_differences, step_plan
 from .state import (STATE_NAME, load_module, load_state, module_tensors, optimizer_from_flat, optimizer_to_flat,
                     rng_restore, rng_snapshot, save_state)
 
-E_TERMS = ("kl_real", "kl_fake", "recon", "kl_gap", "loss_e")
+E_TERMS = ("kl_real", "kl_fake", "recon", "kl_gap", "loss_e", "real_code_cos")
 D_TERMS = ("kl_dec", "cos", "consistency", "loss_d")
 TERMS = E_TERMS + D_TERMS
 
@@ -435,7 +435,8 @@ class Trainer:
         with self._autocast():
             codes = self.encoder(torch.cat([x_real, fakes]), p, alpha).float()
         z_real, z_fake = codes[:b], codes[b:]
-        kl_real = losses.batch_kl(gather_batch(z_real))
+        z_real_all = gather_batch(z_real)
+        kl_real = losses.batch_kl(z_real_all)
         kl_fake = losses.batch_kl(gather_batch(z_fake))
         with self._autocast():
             recon_img = run_decoder(self.decoder, z_real, p, alpha, noise)[0]
@@ -443,7 +444,10 @@ class Trainer:
         recon = self.robust[p](residual) if cfg["loss"] == "robust" else losses.l1_loss(residual)
         gap = losses.kl_gap(kl_real, kl_fake, plan["margin"], cfg["kl_weight"])
         loss = cfg["kl_weight"] * kl_real + cfg["recon_weight"] * plan["match_x"] * recon + gap
-        return {"kl_real": kl_real, "kl_fake": kl_fake, "recon": recon, "kl_gap": gap, "loss_e": loss}
+        with torch.no_grad():  # a monitor of encoder collapse (losses.mean_pairwise_cosine), not a loss
+            real_code_cos = losses.mean_pairwise_cosine(z_real_all.detach())
+        return {"kl_real": kl_real, "kl_fake": kl_fake, "recon": recon, "kl_gap": gap, "loss_e": loss,
+                "real_code_cos": real_code_cos}
 
     def decoder_step(self, plan: dict, x_real: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """θ's step: 50% style-mixed fakes re-encoded; KL, code mismatch, scale consistency; then EMA.

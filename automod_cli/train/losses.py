@@ -7,6 +7,7 @@ applied by the caller (loop.py), not here.
 - ``AdaptiveRobustLoss``: Barron's general robust loss as a negative log-likelihood with learned
   per-pixel, per-channel shape α ∈ (0.001, 1.999) and scale c ≥ 1e-5.
 - ``l1_loss``, ``consistency_mse``.
+- ``mean_pairwise_cosine(z)``: a monitor, not a loss: how far the encoder has collapsed the codes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,21 @@ def cos_mismatch(a: torch.Tensor, b: torch.Tensor, reduce: str = "mean") -> torc
     if reduce == "none":
         return per_sample
     return per_sample.sum() if reduce == "sum" else per_sample.mean()
+
+
+def mean_pairwise_cosine(z: torch.Tensor) -> torch.Tensor:
+    """The mean cosine between the codes of two different rows of ``z`` [B, D], B ≥ 2.
+
+    About 0 for codes spread over the sphere (random directions in 512-d: ±0.04), 1 when every row
+    points the same way. Logged for the real batch as ``real_code_cos``: over 256 of its training faces
+    the toy64 shared run's codes had 0.22 at 279,648 samples and 0.14 at 292,000, then 0.59 at
+    373,760, when its recon loss had risen from 0.14 to 0.18 (README, "What limits the toy models");
+    the KL of the real codes, averaged over 512 dimensions, moved only from 2.73 to 3.13.
+    Uses ‖Σ ẑ_i‖² = B + Σ_{i≠j} ẑ_i·ẑ_j, so it costs O(B·D), not O(B²·D).
+    """
+    b = z.shape[0]
+    s = F.normalize(z.float(), dim=-1).sum(0)
+    return (s.dot(s) - b) / (b * (b - 1))
 
 
 def l1_loss(residual: torch.Tensor) -> torch.Tensor:
