@@ -15,8 +15,8 @@
 #
 #   device run, carry ["gpu-run"]:  OUT=$OUT bash benchmarks/gpu_session.sh
 #   back here, for the next session: bash benchmarks/gpu_session.sh --collect FILES_AT
-#   between GPU sessions, the same run on this machine's CPU (bf16 autocast where the CPU computes in bf16,
-#   fp32 elsewhere; stop it any time, it saves within checkpoint_minutes; re-running goes on):
+#   between GPU sessions, the same run on this machine's CPU (fp32; stop it any time, it saves within
+#   checkpoint_minutes; re-running goes on):
 #   bash benchmarks/gpu_session.sh --cpu SECONDS
 #   (with .venv/bin/python when there is one; its toyfaces are drawn once into $DATA, default gpu-data/;
 #   the next GPU call carries and resumes gpu-run/)
@@ -119,13 +119,10 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
     draw_faces "$DATA" 2 || exit 1
   fi
   from_snapshot || exit 1
-  # bf16 autocast only where the CPU has bf16 arithmetic (devices.cpu_computes_bf16): elsewhere it is
-  # emulated and this run trains several times slower than in fp32 (README, Speed).
-  precision=$($PY -c "from automod_cli.devices import cpu_computes_bf16; print('bf16' if cpu_computes_bf16() else 'fp32')") \
-    || exit 1
-  echo "precision: $precision (bf16 only where this CPU has bf16 arithmetic: AVX-512 BF16 or AMX)"
+  # fp32, as on the GPU: in eager bf16 this run's encoder collapsed the real faces' codes after 340k samples,
+  # and resumed in fp32 at the same lr it recovered (README, "What limits the toy models").
   train_until "$seconds" "$DATA" "$RUN_DIR" \
-      '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "'$precision'", "workers": 1, "threads": 2}'
+      '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "fp32", "workers": 1, "threads": 2}'
   rc=$?
   echo "training exited with $rc (124: stopped at its second, state saved); $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
   if [ -f "$RUN_DIR/state/state.safetensors" ]; then
