@@ -46,8 +46,7 @@ def diagnose(state: str, data: str, images: int, threads: int) -> dict:
     moment = torch.cat([t.opt_e.state[q]["exp_avg"].reshape(-1) for q in params])
     weights = {"kl_real": cfg["kl_weight"], "recon": cfg["recon_weight"] * plan["match_x"], "kl_gap": 1.0}
     grads = {k: torch.zeros_like(moment) for k in weights}
-    stats = {k: 0.0 for k in ("kl_real", "kl_fake", "recon", "kl_gap", "real_code_cos", "fake_code_cos",
-                              "cycle_cos")}
+    stats: dict[str, float] = {}
     codes_rng = torch.Generator().manual_seed(1)
     n_batches = max(images // b, 1)
     for i in range(n_batches):
@@ -60,12 +59,13 @@ def diagnose(state: str, data: str, images: int, threads: int) -> dict:
                  if terms[k].requires_grad else [None] * len(params))
             grads[k] += torch.cat([(gi if gi is not None else torch.zeros_like(q)).reshape(-1)
                                    for gi, q in zip(g, params)]) / n_batches
-        with torch.no_grad():
+        row = {k: terms[k].detach() for k in ("kl_real", "kl_fake", "recon", "kl_gap", "real_code_cos")}
+        with torch.no_grad():  # the fakes again: _encoder_loss keeps their codes to itself
             fakes = run_decoder(t.decoder, z, p, alpha, cfg["layer_noise"])[0].float()
             z_fake = t.encoder(fakes, p, alpha).float()
-            found = {"fake_code_cos": losses.mean_pairwise_cosine(z_fake), "cycle_cos": (z_fake * z).sum(1).mean()}
-        for k in stats:
-            stats[k] += float((found[k] if k in found else terms[k]).detach()) / n_batches
+            row.update(fake_code_cos=losses.mean_pairwise_cosine(z_fake), cycle_cos=(z_fake * z).sum(1).mean())
+        for k, v in row.items():
+            stats[k] = stats.get(k, 0.0) + float(v) / n_batches
     cos = lambda u, v: float(u @ v / (u.norm() * v.norm() + 1e-30))  # noqa: E731
     total = sum(grads.values())
     out = {"state": state, "samples": t.samples, "images": n_batches * b, "lr": plan["lr"],

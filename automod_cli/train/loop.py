@@ -445,7 +445,7 @@ class Trainer:
         gap = losses.kl_gap(kl_real, kl_fake, plan["margin"], cfg["kl_weight"])
         loss = cfg["kl_weight"] * kl_real + cfg["recon_weight"] * plan["match_x"] * recon + gap
         with torch.no_grad():  # a monitor of encoder collapse (losses.mean_pairwise_cosine), not a loss
-            real_code_cos = losses.mean_pairwise_cosine(z_real_all.detach())
+            real_code_cos = losses.mean_pairwise_cosine(z_real_all)
         return {"kl_real": kl_real, "kl_fake": kl_fake, "recon": recon, "kl_gap": gap, "loss_e": loss,
                 "real_code_cos": real_code_cos}
 

@@ -246,10 +246,10 @@ def losses_text(r: dict, latent_dim: int) -> str:
     text = (f"E {r['loss_e']:.4f} (KL {r['kl_real']:.3f}/{r['kl_fake']:.3f} gap {r['kl_gap']:+.4f} "
             f"rec {r['recon']:.4f})  D cos {cosine(r, latent_dim):.3f} KL {r['kl_dec']:.3f} "
             f"cons {r['consistency']:.4f}")
-    if "real_code_cos" in r:  # records logged before this monitor existed lack it
-        text += f"  codes cos {r['real_code_cos']:.2f}"
     if "recon_dec" in r:
         text += f" rec {r['recon_dec']:.4f}"
+    if "real_code_cos" in r:  # records logged before this monitor existed lack it
+        text += f"  codes cos {r['real_code_cos']:.2f}"
     return text
 
 
