@@ -122,7 +122,8 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
   fi
   from_snapshot || exit 1
   # fp32 by default, as on the GPU. CPU_PRECISION=bf16 where the CPU has bf16 arithmetic (AVX-512 BF16, AMX):
-  # 2.5 times the speed at 64² (AMD EPYC, 18 against 7.1 images/s); the collapse at lr 1e-3 came in both.
+  # 2.7-3 times the speed at 64² (2-core AMD EPYC: 19-22 against 7.1 images/s); the collapse at lr 1e-3
+  # came in both precisions.
   precision=${CPU_PRECISION:-fp32}
   train_until "$seconds" "$DATA" "$RUN_DIR" \
       '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "'"$precision"'", "workers": 1, "threads": 2}'
