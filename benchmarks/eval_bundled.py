@@ -29,6 +29,9 @@ was trained on seed 0). Reported:
 - What the codes carry: a ridge regression (λ 0.01) from the codes of 3,000 faces to each factor,
   scored by R² on 1,000 others; the mean R² per scale group (the texture seed, a random number, left
   out). A group whose factors the codes do not carry (R² ≈ 0) cannot be mixed, whatever the decoder.
+  The mean hides single factors: the bundled model's middle mean of 0.01 holds glasses at 0.56 and hair
+  style at 0.37 (an integer-coded category); ``benchmarks/scale_map.py`` gives them one by one, with
+  classifier accuracies and which blocks move which factors.
 
 ``--live-decoder RUN/state/state.safetensors`` scores a run's live decoder (from its training state)
 with the model file's encoder, which is the live one: mid-run the file's EMA decoder lags the encoder it
