@@ -29,7 +29,7 @@ was trained on seed 0). Reported:
 - What the codes carry: a ridge regression (λ 0.01) from the codes of 3,000 faces to each factor,
   scored by R² on 1,000 others; the mean R² per scale group (the texture seed, a random number, left
   out). A group whose factors the codes do not carry (R² ≈ 0) cannot be mixed, whatever the decoder.
-  The mean hides single factors: the bundled model's middle mean of 0.01 holds glasses at 0.56 and hair
+  The mean hides single factors: the bundled model's middle mean of 0.06 holds glasses at 0.56 and hair
   style at 0.37 (an integer-coded category); ``benchmarks/scale_map.py`` gives them one by one, with
   classifier accuracies and which blocks move which factors.
 
@@ -80,8 +80,14 @@ def lpips_distance(weights_dir: str | None):
         return d, f"RANDOM AlexNet (seed 0, sha256 {d.weights.sha256[:12]}): published weights not available"
 
 
-def code_probe(model, seed: int, n_fit: int = 3000, n_test: int = 1000) -> dict[str, float]:
-    """Mean held-out R² per scale group of ridge regressions from codes to the toyfaces factors."""
+# The 0/1 and categorical factors, for which scale_map.py also scores a one-vs-rest classifier.
+CATEGORICAL = ("middle_smile", "middle_glasses", "middle_glasses_round", "middle_hair_style")
+
+
+def factor_probe(model, seed: int, n_fit: int = 3000, n_test: int = 1000) -> dict[str, dict[str, float]]:
+    """Per factor (the texture seed, a random number, left out): the held-out R² of a ridge regression
+    (λ 0.01) from the codes; for the CATEGORICAL ones also a one-vs-rest ridge classifier's accuracy and
+    the majority class's share (an integer-coded category's R² understates what the codes carry)."""
     rows = toyfaces.sample_rows(n_fit + n_test, seed=seed)
     z = model.encode(toyfaces.render_tensor(rows, model.resolution)).double()
     z = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
@@ -89,15 +95,45 @@ def code_probe(model, seed: int, n_fit: int = 3000, n_test: int = 1000) -> dict[
     solve = torch.linalg.solve(fit.T @ fit + 1e-2 * torch.eye(z.shape[1], dtype=z.dtype), fit.T)
     out = {}
     for group in toyfaces.GROUPS:
-        scores = []
         for name in toyfaces.columns_of(group):
             if name == "fine_texture_seed":
                 continue
             y = torch.tensor([float(r[name]) for r in rows], dtype=z.dtype)
             pred = test @ (solve @ y[:n_fit])
-            scores.append(1.0 - ((pred - y[n_fit:]) ** 2).mean().item() / y[n_fit:].var().item())
+            rec = {"r2": 1.0 - ((pred - y[n_fit:]) ** 2).mean().item() / y[n_fit:].var().item()}
+            if name in CATEGORICAL:
+                onehot = torch.nn.functional.one_hot(y.long()).double()
+                scores = test @ (solve @ onehot[:n_fit])
+                rec["accuracy"] = (scores.argmax(1) == y[n_fit:].long()).double().mean().item()
+                rec["majority"] = onehot[n_fit:].mean(0).max().item()
+            out[name] = rec
+    return out
+
+
+def code_probe(model, seed: int, n_fit: int = 3000, n_test: int = 1000) -> dict[str, float]:
+    """Mean held-out R² per scale group of ridge regressions from codes to the toyfaces factors."""
+    probe = factor_probe(model, seed, n_fit, n_test)
+    out = {}
+    for group in toyfaces.GROUPS:
+        scores = [rec["r2"] for name, rec in probe.items() if name in toyfaces.columns_of(group)]
         out[group] = round(sum(scores) / len(scores), 3)
     return out
+
+
+def mix_test(mixed, true, ideal, rec_a, rec_b) -> dict[str, float]:
+    """The mixing test for a batch of pairs: the fraction of mixes closer (pixel MSE) to the true mix than
+    to both reconstructions; the weaker, blur-insensitive fraction nearer the true mix than A's
+    reconstruction is; the test's ceiling at the model's sharpness (``ideal``, its reconstruction of the
+    true mix: what a perfect mixer with the same blur would output, scored by the same test); and how far
+    the mix moves, the median share of the way from A's reconstruction to ``ideal`` (1 = all the way)."""
+    d = lambda u, v: (u.clamp(-1, 1) - v).pow(2).flatten(1).mean(1)  # noqa: E731
+    closer = d(mixed, true) < torch.minimum(d(mixed, rec_a), d(mixed, rec_b))
+    towards = d(mixed, true) < d(rec_a, true)
+    ceiling = d(ideal, true) < torch.minimum(d(ideal, rec_a), d(ideal, rec_b))
+    u, v = (mixed - rec_a).flatten(1), (ideal - rec_a).flatten(1)
+    share = ((u * v).sum(1) / (v * v).sum(1).clamp_min(1e-12)).median()
+    return {"closer": closer.float().mean().item(), "towards": towards.float().mean().item(),
+            "ceiling": ceiling.float().mean().item(), "share": share.item()}
 
 
 def learn_missing_attributes(model, seed: int = 0, n: int = 500, size: int = 20_000) -> list[str]:
@@ -201,23 +237,12 @@ def main() -> None:
             continue
         mixed = model.decode(pipeline.mix_codes(za, zb, blocks, model.n_blocks))
         true = toyfaces.render_tensor([toyfaces.mix_rows(a, b, (group,)) for a, b in zip(ra, rb)], R)
-        d = lambda u, v: (u.clamp(-1, 1) - v).pow(2).flatten(1).mean(1)  # noqa: E731
-        closer = d(mixed, true) < torch.minimum(d(mixed, rec_a), d(mixed, rec_b))
-        # A weaker, blur-insensitive question: does mixing move the output towards the true mix, i.e. is
-        # the mix nearer the true mix than A's plain reconstruction is?
-        towards = d(mixed, true) < d(rec_a, true)
-        # The test's ceiling at this model's sharpness: its reconstruction of the true mix (what a perfect
-        # mixer with the same blur would output), scored by the issue's test. And how far the mix moves:
-        # the share of the way from A's reconstruction to that one (median over pairs; 1 = all the way).
-        ideal = model.reconstruct(true)
-        ceiling = d(ideal, true) < torch.minimum(d(ideal, rec_a), d(ideal, rec_b))
-        u, v = (mixed - rec_a).flatten(1), (ideal - rec_a).flatten(1)
-        share = ((u * v).sum(1) / (v * v).sum(1).clamp_min(1e-12)).median()
+        t = mix_test(mixed, true, model.reconstruct(true), rec_a, rec_b)
         mixing[group] = {"scales": "-".join(str(4 * 2**b) for b in (blocks[0], blocks[-1])),
-                         "fraction_closer_to_true_mix": round(closer.float().mean().item(), 4),
-                         "fraction_nearer_true_mix_than_recon_a": round(towards.float().mean().item(), 4),
-                         "ceiling_fraction_reconstructed_true_mix": round(ceiling.float().mean().item(), 4),
-                         "median_share_of_the_way": round(share.item(), 3)}
+                         "fraction_closer_to_true_mix": round(t["closer"], 4),
+                         "fraction_nearer_true_mix_than_recon_a": round(t["towards"], 4),
+                         "ceiling_fraction_reconstructed_true_mix": round(t["ceiling"], 4),
+                         "median_share_of_the_way": round(t["share"], 3)}
 
     cycle = reencoding_cycle(model, codes, args.seed + 4)
     probe = code_probe(model, args.seed + 2)

@@ -40,38 +40,7 @@ from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.io.modelfile import file_sha256  # noqa: E402
 from automod_cli.model.scales import describe_blocks  # noqa: E402
 from automod_cli.train.state import load_module, load_state  # noqa: E402
-
-CATEGORICAL = ("middle_smile", "middle_glasses", "middle_glasses_round", "middle_hair_style")
-
-
-def encode(model, rows, batch: int = 250) -> torch.Tensor:
-    return torch.cat([model.encode(toyfaces.render_tensor(rows[i:i + batch], model.resolution))
-                      for i in range(0, len(rows), batch)])
-
-
-def factor_probe(model, seed: int, n_fit: int = 3000, n_test: int = 1000) -> dict[str, dict]:
-    """Per factor: held-out R² of a ridge probe; for categorical ones, one-vs-rest accuracy and majority."""
-    rows = toyfaces.sample_rows(n_fit + n_test, seed=seed)
-    z = encode(model, rows).double()
-    z = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
-    fit, test = z[:n_fit], z[n_fit:]
-    solve = torch.linalg.solve(fit.T @ fit + 1e-2 * torch.eye(z.shape[1], dtype=z.dtype), fit.T)
-    out = {}
-    for group in toyfaces.GROUPS:
-        for name in toyfaces.columns_of(group):
-            if name == "fine_texture_seed":  # a random number, nothing to carry
-                continue
-            y = torch.tensor([float(r[name]) for r in rows], dtype=z.dtype)
-            pred = test @ (solve @ y[:n_fit])
-            rec = {"r2": round(1.0 - ((pred - y[n_fit:]) ** 2).mean().item() / y[n_fit:].var().item(), 3)}
-            if name in CATEGORICAL:
-                onehot = torch.nn.functional.one_hot(y.long()).double()
-                scores = test @ (solve @ onehot[:n_fit])
-                rec["accuracy"] = round((scores.argmax(1) == y[n_fit:].long()).double().mean().item(), 3)
-                rec["majority"] = round(onehot[n_fit:].mean(0).max().item(), 3)
-            out[name] = rec
-    return out
-
+from eval_bundled import factor_probe, mix_test  # noqa: E402
 
 def factor_sets() -> dict[str, list[str]]:
     """The three factor groups, the middle group taken apart, and the coarse group with hair style."""
@@ -92,9 +61,8 @@ def mixing_map(model, seed: int, n_pairs: int) -> dict[str, dict[str, dict]]:
     R, nb = model.resolution, model.n_blocks
     rows = toyfaces.sample_rows(2 * n_pairs, seed=seed)
     ra, rb = rows[0::2], rows[1::2]
-    za, zb = encode(model, ra), encode(model, rb)
+    za, zb = model.encode(toyfaces.render_tensor(ra, R)), model.encode(toyfaces.render_tensor(rb, R))
     rec_a, rec_b = model.decode(za), model.decode(zb)
-    d = lambda u, v: (u.clamp(-1, 1) - v).pow(2).flatten(1).mean(1)  # noqa: E731
     truths = {}
     for name, cols in factor_sets().items():
         true = toyfaces.render_tensor([dict(a, **{c: b[c] for c in cols}) for a, b in zip(ra, rb)], R)
@@ -104,15 +72,10 @@ def mixing_map(model, seed: int, n_pairs: int) -> dict[str, dict[str, dict]]:
         for hi in range(lo, nb):
             blocks = list(range(lo, hi + 1))
             mixed = model.decode(pipeline.mix_codes(za, zb, blocks, nb))
-            row = {}
-            for name, (true, ideal) in truths.items():
-                closer = d(mixed, true) < torch.minimum(d(mixed, rec_a), d(mixed, rec_b))
-                ceiling = d(ideal, true) < torch.minimum(d(ideal, rec_a), d(ideal, rec_b))
-                u, v = (mixed - rec_a).flatten(1), (ideal - rec_a).flatten(1)
-                share = ((u * v).sum(1) / (v * v).sum(1).clamp_min(1e-12)).median()
-                row[name] = {"pass": round(closer.float().mean().item(), 3),
-                             "ceiling": round(ceiling.float().mean().item(), 3), "share": round(share.item(), 2)}
-            out[describe_blocks(blocks)] = row
+            out[describe_blocks(blocks)] = {
+                name: {k: round(v, 3) for k, v in mix_test(mixed, true, ideal, rec_a, rec_b).items()
+                       if k in ("closer", "ceiling", "share")}
+                for name, (true, ideal) in truths.items()}
     return out
 
 
@@ -133,7 +96,8 @@ def main() -> None:
     model = pipeline.load_model(args.model)
     if args.live_decoder:
         load_module("decoder", model.decoder, load_state(args.live_decoder)[0])
-    probe = factor_probe(model, args.seed + 2)
+    probe = {name: {k: round(v, 3) for k, v in rec.items()}
+             for name, rec in factor_probe(model, args.seed + 2).items()}
     mixes = mixing_map(model, args.seed + 1, args.n_pairs)
 
     print(f"model {args.model or 'bundled toy64'}; seed {args.seed}; {args.n_pairs} pairs; {describe()}\n")
@@ -146,7 +110,7 @@ def main() -> None:
           "the scales taken from B, columns: the factors taken from B in the true mix\n")
     print("| scales | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|")
     for scales, row in mixes.items():
-        cells = [f"{100 * row[n]['pass']:.0f} / {100 * row[n]['ceiling']:.0f}%, {row[n]['share']:.2f}" for n in names]
+        cells = [f"{100 * row[n]['closer']:.0f} / {100 * row[n]['ceiling']:.0f}%, {row[n]['share']:.2f}" for n in names]
         print(f"| {scales} | " + " | ".join(cells) + " |")
     print(f"\n{time.time() - t0:.0f} s")
     if args.json:
