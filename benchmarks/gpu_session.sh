@@ -68,25 +68,26 @@ if [ "${1:-}" = "--snapshot" ]; then  # gpu-run/ -> candidate-run/, to commit
   exit $?
 fi
 
-# The run: the toy64 preset (Adam β1 0.9, EMA 0.95, no layer noise) at width 1/8, on toy64's phases (64²
-# from 56k samples), batch 64 up to 32² and 32 at 64², 300k samples in all, with the lr at 64² lowered to
-# 3e-4 from the start of that phase and ramped down along the whole phase to 1e-4 (lr_final 1/3 of it).
-# Why: the previous run here (width 1/8, 64² from 140k at a constant 1e-3, cut to 500k; its snapshot is
-# candidate-run/ at commit f8db4ec) collapsed the real faces' codes twice at 64² at that lr, in bf16 and in
-# fp32, healed only as its ramp fell from 2e-4 to 1e-4, and finished at 19.68 dB, below the bundled model;
-# every gain of the bundled model's late stages came as the lr fell (1e-3 -> 3e-4 -> 1e-4: README, "What
-# limits the toy models"). Batch 32 at 64²: on a 2-core CPU it trains faster per image than 64 (34 against
-# 23.8 images/s, bf16; the maps of a batch of 64 outgrow the caches), and a smaller batch learnt no less per
-# sample (the autoencoder, batch 16 against 64: train/schedule.py); on a GPU an iteration cost 65-100 ms
-# whatever the batch (per-iteration overhead) and TF32 beat bf16 at these sizes. Width 1/8 keeps the
-# training state (~40 MB) under what a GPU call carries and returns.
+# The run: the toy64 preset itself (width 1/16, Adam β1 0.9, EMA 0.95, no layer noise, lr 1e-3) run long,
+# 1M samples, with its lr ramped down inside the run (cosine, to 1e-4 over the last 500k) instead of the
+# bundled model's --init stages, batch 64 up to 32² and 32 at 64². Why: the two width-1/8 runs here both
+# finished below the bundled model (width 1/16, 756k samples over stages at 1e-3, 3e-4, 1e-4: 21.50 dB):
+# the first (64² from 140k at a constant 1e-3, cut to 500k; snapshot candidate-run/ at commit f8db4ec)
+# collapsed the real faces' codes at 64² and ended at 19.68 dB; the second (toy64's phases, lr 3e-4 at 64²
+# ramped to 1e-4, 300k; candidate-run/ at commit fc6fcd9) never collapsed but ended at 19.60 dB, below
+# the width-1/16 preset's own 300k run (20.99 dB). Every gain of the bundled model came from samples and
+# a falling lr (README, "What limits the toy models"). Batch 32 at 64²: on a 2-core CPU it trained width
+# 1/8 faster per image than 64 (34 against 23.8 images/s, bf16; the maps of a batch of 64 outgrow the
+# caches), and a smaller batch learnt no less per sample (the autoencoder, batch 16 against 64:
+# train/schedule.py); on a GPU an iteration cost 65-100 ms whatever the batch (per-iteration overhead) and
+# TF32 beat bf16 at these sizes.
 # When it has finished, the next call only evaluates. Between GPU sessions the CPU trains the same run
 # (--cpu): device, precision, workers, threads, CUDA graphs, compile and the duration may change when a run
 # resumes; nothing else here may. (Not compiled: compiled bf16 trained worse, train/compiled.py.)
-RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "duration": 300000,
-  "lr": [0.001, 0.001, 0.001, 0.001, 0.0003], "lr_rampdown": 244000, "lr_final": 0.3333,
+RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "duration": 1000000,
+  "lr": [0.001, 0.001, 0.001, 0.001, 0.001], "lr_rampdown": 500000, "lr_final": 0.1,
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 5000, "grid_every": 50000, "seed": 0,
-  "width": 0.125, "batch": [64, 64, 64, 64, 32]'
+  "width": 0.0625, "batch": [64, 64, 64, 64, 32]'
 N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
 [ "${1:-}" = "--cpu" ] && [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}  # the README's set-up
 PY=${PY:-python3}
@@ -191,9 +192,9 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
       benchmarks/eval_bundled.py -m "$run/model.safetensors" --live-decoder "$run/state/state.safetensors" \
       --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
   step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
-      --precision fp32 --width 0.125 --res 64 --batch 64 --iterations 20
+      --precision fp32 --width 0.0625 --res 64 --batch 64 --iterations 20
   [ "$GRAPHS" = true ] && step "bench_train toy64 run size, CUDA graphs" timeout "$(left)" $PY \
-      benchmarks/bench_train.py --device "$DEVICE" --precision fp32 --width 0.125 --res 64 --batch 64 \
+      benchmarks/bench_train.py --device "$DEVICE" --precision fp32 --width 0.0625 --res 64 --batch 64 \
       --iterations 50 --cuda-graphs
   step "bench_train bf16" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" --res 32,64,256 \
       --batch 64,64,16 --iterations 20,20,10
