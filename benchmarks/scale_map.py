@@ -42,6 +42,7 @@ from automod_cli.model.scales import describe_blocks  # noqa: E402
 from automod_cli.train.state import load_module, load_state  # noqa: E402
 from eval_bundled import factor_probe, mix_test  # noqa: E402
 
+
 def factor_sets() -> dict[str, list[str]]:
     """The three factor groups, the middle group taken apart, and the coarse group with hair style."""
     middle = toyfaces.columns_of("middle")
