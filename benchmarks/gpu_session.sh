@@ -147,6 +147,7 @@ SECONDS=0
 status=0
 step() { echo "== [${SECONDS}s] $1"; shift; "$@" || { echo "!! failed ($?): $*"; status=1; }; }
 left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
+cap() { local l; l=$(left); echo $(( l < $1 ? l : $1 )); }  # at most $1 seconds, and no more than is left
 OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$DEVICE'"}'
 
 {
@@ -185,10 +186,17 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   kill $watch 2>/dev/null
   grep -v "check_worker_number_rationality\|UserWarning" "$WORK/train.out" | tail -n 6
   cp "$WORK/train.out" "$run/train.out" 2>/dev/null
+  # Packed into $OUT at once, before anything else can run into the call's limit and lose it.
+  if [ -f "$run/state/state.safetensors" ] && [ -f "$run/model.safetensors" ]; then
+    pack "$run" "$WORK/packed" && mv "$WORK/packed"/* "$OUT/"
+    sha256sum "$run/model.safetensors" "$run/state/state.safetensors"
+  else
+    echo "!! the run left no state or model"; status=1
+  fi
 
-  [ -f "$run/model.safetensors" ] && step "eval (validation seed 777)" timeout 150 $PY benchmarks/eval_bundled.py \
+  [ -f "$run/model.safetensors" ] && step "eval (validation seed 777)" timeout "$(cap 150)" $PY benchmarks/eval_bundled.py \
       -m "$run/model.safetensors" --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
-  [ -f "$run/state/state.safetensors" ] && step "eval, the live decoder (the EMA lags mid-run)" timeout 150 $PY \
+  [ -f "$run/state/state.safetensors" ] && step "eval, the live decoder (the EMA lags mid-run)" timeout "$(cap 150)" $PY \
       benchmarks/eval_bundled.py -m "$run/model.safetensors" --live-decoder "$run/state/state.safetensors" \
       --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
   step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
@@ -204,12 +212,6 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
       --repeats 2 --json "$WORK/bench_inference.jsonl"
   wait $core; echo "== [${SECONDS}s] core tests exited with $?"; tail -n 5 "$WORK/core_tests.out"
 
-  if [ -f "$run/state/state.safetensors" ] && [ -f "$run/model.safetensors" ]; then
-    pack "$run" "$WORK/packed" && mv "$WORK/packed"/* "$OUT/"
-    sha256sum "$run/model.safetensors" "$run/state/state.safetensors"
-  else
-    echo "!! the run left no state or model"; status=1
-  fi
   (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl eval.jsonl -type f 2>/dev/null \
       | tar czf "$OUT/benchmarks.tar.gz" -T -)
   echo "== [${SECONDS}s] done, status $status"
