@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The work for a session lent one GPU, as one call of under 10 minutes on one H200:
 #   1. the CUDA tests (bf16 autocast, channels-last, no host sync, bf16 through fades, fp32 agrees with
-#      the CPU; CUDA graphs of the steps agree with eager steps and never sync), and the core tests
+#      the CPU; CUDA graphs of the steps agree with eager steps and never sync, each graph test in its
+#      own process), and the core tests
 #      under that machine's PyTorch (on its CPUs, in the background);
 #   2. a toy64 training run on toyfaces drawn there (replaying CUDA graphs of its steps when the graph
 #      tests passed), stopped by SIGTERM at a fixed second (which saves
@@ -79,11 +80,14 @@ fi
 # a falling lr (README, "What limits the toy models"). Batch 32 at 64²: on a 2-core CPU it trained width
 # 1/8 faster per image than 64 (34 against 23.8 images/s, bf16; the maps of a batch of 64 outgrow the
 # caches), and a smaller batch learnt no less per sample (the autoencoder, batch 16 against 64:
-# train/schedule.py); on a GPU an iteration cost 65-100 ms whatever the batch (per-iteration overhead) and
-# TF32 beat bf16 at these sizes.
-# When it has finished, the next call only evaluates. Between GPU sessions the CPU trains the same run
-# (--cpu): device, precision, workers, threads, CUDA graphs, compile and the duration may change when a run
-# resumes; nothing else here may. (Not compiled: compiled bf16 trained worse, train/compiled.py.)
+# train/schedule.py); on a GPU an eager iteration cost 65-100 ms whatever the batch (per-iteration
+# overhead) and TF32 beat bf16 at these sizes; replayed CUDA graphs of the steps cut that to 13 ms (width
+# 1/16, 64², batch 32: 2,402 against 404 images/s eagerly; H200, 2026-12-04).
+# When it has finished, the next call's training exits at once. The run is scored back on the CPU machine
+# (eval_bundled.py needs the lpips package, which GPU machines lack): --collect, then eval_bundled.py.
+# Between GPU sessions the CPU trains the same run (--cpu): device, precision, workers, threads, CUDA
+# graphs, compile and the duration may change when a run resumes; nothing else here may. (Not compiled:
+# compiled bf16 trained worse, train/compiled.py.)
 RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "duration": 1000000,
   "lr": [0.001, 0.001, 0.001, 0.001, 0.001], "lr_rampdown": 500000, "lr_final": 0.1,
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 5000, "grid_every": 50000, "seed": 0,
@@ -147,7 +151,6 @@ SECONDS=0
 status=0
 step() { echo "== [${SECONDS}s] $1"; shift; "$@" || { echo "!! failed ($?): $*"; status=1; }; }
 left() { echo $(( BUDGET - SECONDS > 5 ? BUDGET - SECONDS : 5 )); }
-cap() { local l; l=$(left); echo $(( l < $1 ? l : $1 )); }  # at most $1 seconds, and no more than is left
 OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$DEVICE'"}'
 
 {
@@ -157,10 +160,16 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   draw_faces "$WORK/toyfaces64" 12 >"$WORK/toyfaces.out" 2>&1 &
   gen=$!
   step "cuda tests" timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_train_cuda.py -k "not graph"
-  # The run replays CUDA graphs of its steps only if they agree with eager steps here, on this machine.
-  GRAPHS=false
-  echo "== [${SECONDS}s] cuda graph tests"
-  timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_train_cuda.py -k graph && GRAPHS=true
+  # The run replays CUDA graphs of its steps only if the graph tests of its own kind of step pass here: fp32
+  # graph steps agree with eager ones, and replays never sync. Each test in its own process: on the H200
+  # (2026-12-04) the bf16 layer-noise test failed after the other two in one process (its phase-2 capture:
+  # "operation failed due to a previous error during capture") and passed on its own in every variant
+  # tried (README, Speed). It still runs, for the record, but does not decide for an fp32 run without noise.
+  echo "== [${SECONDS}s] cuda graph tests, each in its own process"
+  cuda_test() { timeout 90 $PY -m pytest -q -p no:cacheprovider "tests/test_train_cuda.py::$1" 2>&1 | tail -n 2; return "${PIPESTATUS[0]}"; }
+  cuda_test test_cuda_graph_steps_agree_with_eager_steps \
+    && cuda_test test_replayed_graph_steps_never_synchronise_with_the_host && GRAPHS=true || GRAPHS=false
+  cuda_test test_bf16_graph_training_through_phases_with_layer_noise || echo "!! (informative) bf16 layer-noise graph test failed"
   echo "== [${SECONDS}s] the run uses CUDA graphs: $GRAPHS"
   OVERRIDES=${OVERRIDES%\}}', "cuda_graphs": '$GRAPHS'}'
   wait $gen || { echo "!! toyfaces failed"; cat "$WORK/toyfaces.out"; status=1; }
@@ -194,11 +203,6 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
     echo "!! the run left no state or model"; status=1
   fi
 
-  [ -f "$run/model.safetensors" ] && step "eval (validation seed 777)" timeout "$(cap 150)" $PY benchmarks/eval_bundled.py \
-      -m "$run/model.safetensors" --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
-  [ -f "$run/state/state.safetensors" ] && step "eval, the live decoder (the EMA lags mid-run)" timeout "$(cap 150)" $PY \
-      benchmarks/eval_bundled.py -m "$run/model.safetensors" --live-decoder "$run/state/state.safetensors" \
-      --seed 777 --n-recon 300 --n-pairs 200 --add-attributes --json "$WORK/eval.jsonl"
   step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
       --precision fp32 --width 0.0625 --res 64 --batch 64 --iterations 20
   [ "$GRAPHS" = true ] && step "bench_train toy64 run size, CUDA graphs" timeout "$(left)" $PY \
@@ -212,7 +216,7 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
       --repeats 2 --json "$WORK/bench_inference.jsonl"
   wait $core; echo "== [${SECONDS}s] core tests exited with $?"; tail -n 5 "$WORK/core_tests.out"
 
-  (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl eval.jsonl -type f 2>/dev/null \
+  (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl -type f 2>/dev/null \
       | tar czf "$OUT/benchmarks.tar.gz" -T -)
   echo "== [${SECONDS}s] done, status $status"
   exit "$status"
