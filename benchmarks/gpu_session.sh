@@ -8,7 +8,8 @@
 #      tests passed), stopped by SIGTERM at a fixed second (which saves
 #      its state). A GPU session is short, so the run goes on from session to session: when the
 #      previous session's run folder is carried in (gpu-run/, ignored by git), it resumes;
-#   3. training and inference throughput (bench_train, bench_inference) once the GPU is free.
+#   3. training throughput of toy models by width (eager and from CUDA graphs), then full width and
+#      inference (bench_train, bench_inference), once the GPU is free.
 # Results land in $OUT (default gpu-out/): gpu_session.log, the run's model.safetensors, its training
 # state in 15 MiB parts (state.safetensors.part*) and run.tar.gz (config.json, log.jsonl, grids, console
 # output), and benchmarks.tar.gz. It uses the machine's own python3 and PyTorch (such machines reach no
@@ -144,7 +145,7 @@ fi
 OUT=${OUT:-gpu-out}
 WORK=${WORK:-/tmp/automod-gpu}
 DEVICE=${DEVICE:-cuda}
-TRAIN_UNTIL=${TRAIN_UNTIL:-450}  # second of this script at which the run gets SIGTERM
+TRAIN_UNTIL=${TRAIN_UNTIL:-480}  # second of this script at which the run gets SIGTERM
 BUDGET=${BUDGET:-575}            # seconds for the whole script; the benchmarks get what is left
 mkdir -p "$OUT" "$WORK/runs"
 SECONDS=0
@@ -203,15 +204,18 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
     echo "!! the run left no state or model"; status=1
   fi
 
-  step "bench_train toy64 run size, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
-      --precision fp32 --width 0.0625 --res 64 --batch 64 --iterations 20
-  [ "$GRAPHS" = true ] && step "bench_train toy64 run size, CUDA graphs" timeout "$(left)" $PY \
-      benchmarks/bench_train.py --device "$DEVICE" --precision fp32 --width 0.0625 --res 64 --batch 64 \
-      --iterations 50 --cuda-graphs
+  # Toy models at 64² by width, batch 32 and 64, eagerly and (when the graph tests passed) from CUDA graphs:
+  # what a wider next candidate would train at. The full-width tables (README, Speed) were measured in the
+  # first GPU session; they come last, with whatever time is left.
+  for width in 0.0625 0.125 0.25; do
+    step "bench_train width $width, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
+        --precision fp32 --width $width --res 64,64 --batch 32,64 --iterations 20,20
+    [ "$GRAPHS" = true ] && step "bench_train width $width, CUDA graphs" timeout "$(left)" $PY \
+        benchmarks/bench_train.py --device "$DEVICE" --precision fp32 --width $width --res 64,64 --batch 32,64 \
+        --iterations 40,40 --cuda-graphs
+  done
   step "bench_train bf16" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" --res 32,64,256 \
       --batch 64,64,16 --iterations 20,20,10
-  step "bench_train fp32" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" --precision fp32 \
-      --res 64,256 --batch 64,16 --iterations 10,5
   step "bench_inference" timeout "$(left)" $PY benchmarks/bench_inference.py --device "$DEVICE" --no-whole-process \
       --repeats 2 --json "$WORK/bench_inference.jsonl"
   wait $core; echo "== [${SECONDS}s] core tests exited with $?"; tail -n 5 "$WORK/core_tests.out"
