@@ -2,8 +2,7 @@
 # The work for a session lent one GPU, as one call of under 10 minutes on one H200:
 #   1. the CUDA tests (bf16 autocast, channels-last, no host sync, bf16 through fades, fp32 agrees with
 #      the CPU; CUDA graphs of the steps agree with eager steps and never sync, each graph test in its
-#      own process), and the core tests
-#      under that machine's PyTorch (on its CPUs, in the background);
+#      own process), and the core tests under that machine's PyTorch (on its CPUs, in the background);
 #   2. a toy64 training run on toyfaces drawn there (replaying CUDA graphs of its steps when the graph
 #      tests passed), stopped by SIGTERM at a fixed second (which saves
 #      its state). A GPU session is short, so the run goes on from session to session: when the
@@ -167,10 +166,15 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   # "operation failed due to a previous error during capture") and passed on its own in every variant
   # tried (README, Speed). It still runs, for the record, but does not decide for an fp32 run without noise.
   echo "== [${SECONDS}s] cuda graph tests, each in its own process"
-  cuda_test() { timeout 90 $PY -m pytest -q -p no:cacheprovider "tests/test_train_cuda.py::$1" 2>&1 | tail -n 2; return "${PIPESTATUS[0]}"; }
+  # cuda_test NAME: one test of tests/test_train_cuda.py; its whole output goes to benchmarks.tar.gz.
+  cuda_test() {
+    timeout 90 $PY -m pytest -q -p no:cacheprovider "tests/test_train_cuda.py::$1" >"$WORK/$1.out" 2>&1
+    local rc=$?; tail -n 2 "$WORK/$1.out"; return $rc
+  }
   cuda_test test_cuda_graph_steps_agree_with_eager_steps \
     && cuda_test test_replayed_graph_steps_never_synchronise_with_the_host && GRAPHS=true || GRAPHS=false
-  cuda_test test_bf16_graph_training_through_phases_with_layer_noise || echo "!! (informative) bf16 layer-noise graph test failed"
+  cuda_test test_bf16_graph_training_through_phases_with_layer_noise \
+    || echo "!! (informative) bf16 layer-noise graph test failed"
   echo "== [${SECONDS}s] the run uses CUDA graphs: $GRAPHS"
   OVERRIDES=${OVERRIDES%\}}', "cuda_graphs": '$GRAPHS'}'
   wait $gen || { echo "!! toyfaces failed"; cat "$WORK/toyfaces.out"; status=1; }
@@ -206,7 +210,7 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
 
   # Toy models at 64² by width, batch 32 and 64, eagerly and (when the graph tests passed) from CUDA graphs:
   # what a wider next candidate would train at. The full-width tables (README, Speed) were measured in the
-  # first GPU session; they come last, with whatever time is left.
+  # first GPU session; bf16 training and inference at full width come last, with whatever time is left.
   for width in 0.0625 0.125 0.25; do
     step "bench_train width $width, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
         --precision fp32 --width $width --res 64,64 --batch 32,64 --iterations 20,20
@@ -220,7 +224,7 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
       --repeats 2 --json "$WORK/bench_inference.jsonl"
   wait $core; echo "== [${SECONDS}s] core tests exited with $?"; tail -n 5 "$WORK/core_tests.out"
 
-  (cd "$WORK" && find toyfaces.out core_tests.out bench_inference.jsonl -type f 2>/dev/null \
+  (cd "$WORK" && find toyfaces.out core_tests.out test_*.out bench_inference.jsonl -type f 2>/dev/null \
       | tar czf "$OUT/benchmarks.tar.gz" -T -)
   echo "== [${SECONDS}s] done, status $status"
   exit "$status"
