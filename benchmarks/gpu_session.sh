@@ -163,8 +163,9 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   # The run replays CUDA graphs of its steps only if the graph tests of its own kind of step pass here: fp32
   # graph steps agree with eager ones, and replays never sync. Each test in its own process: on the H200
   # (2026-12-04) the bf16 layer-noise test failed after the other two in one process (its phase-2 capture:
-  # "operation failed due to a previous error during capture") and passed on its own in every variant
-  # tried (README, Speed). It still runs, for the record, but does not decide for an fp32 run without noise.
+  # "operation failed due to a previous error during capture") and passed in a fresh process outside
+  # pytest, in every variant tried (README, Speed). It still runs, for the record, but does not decide for
+  # an fp32 run without noise.
   echo "== [${SECONDS}s] cuda graph tests, each in its own process"
   # cuda_test NAME: one test of tests/test_train_cuda.py; its whole output goes to benchmarks.tar.gz.
   cuda_test() {
