@@ -213,8 +213,9 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   fi
 
   # Toy models at 64² by width, batch 32 and 64, eagerly and (when the graph tests passed) from CUDA graphs:
-  # what the run (width 1/8) and a wider one would train at. The full-width tables (README, Speed) were measured in the
-  # first GPU session; bf16 training and inference at full width come last, with whatever time is left.
+  # what the run (width 1/8) and a wider one would train at. The full-width tables (README, Speed) were
+  # measured in the first GPU session; bf16 training and inference at full width come last, with whatever
+  # time is left.
   for width in 0.0625 0.125 0.25; do
     step "bench_train width $width, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
         --precision fp32 --width $width --res 64,64 --batch 32,64 --iterations 20,20
