@@ -69,32 +69,35 @@ if [ "${1:-}" = "--snapshot" ]; then  # gpu-run/ -> candidate-run/, to commit
   exit $?
 fi
 
-# The run (the fourth candidate): width 1/8 on the toy64 preset's phases and optimiser (Adam β1 0.9, EMA
-# 0.95, no layer noise), 1.5M samples, lr 1e-3 up to 32² and 6e-4 at 64², ramped down (cosine) to a tenth
-# over the last 750k, batch 64 up to 32² and 32 at 64². Why: the third run (the toy64 preset itself at
-# width 1/16, 1M samples, lr 1e-3 ramped to 1e-4 over the last 500k; snapshot candidate-run/ at commit
-# b4ba1a7) ended level with the bundled model on the validation faces (21.58 against 21.57 dB, 300 faces)
-# and below it in coarse mixing (44.5% against 56%): at width 1/16, 250k more samples and a ramp inside the
-# run bought nothing over the bundled model's stages. Width is the lever left: the decoder alone draws eyes
-# after 30k samples at width 1/8 and not after 100k at 1/16 (README, "What limits the toy models"). The lr
-# at 64² sits between the two earlier width-1/8 runs: the first (64² from 140k at a constant 1e-3; snapshot
-# at commit f8db4ec) collapsed the real faces' codes at 64² (their cosine, "codes cos" in the log, rose from
-# 0.22 to 0.59 between 280k and 374k samples); the second (lr 3e-4 at 64², 300k; commit fc6fcd9) never
-# collapsed but was 1.4 dB below width 1/16 at 1e-3 after 300k. Batch 32 at 64²: on a 2-core CPU it
-# trained width 1/8 faster per image than 64 (34 against 23.8 images/s, bf16; the maps of a batch of 64
-# outgrow the caches), and a smaller batch learnt no less per sample (the autoencoder, batch 16 against
-# 64: train/schedule.py); on a GPU an eager iteration cost 65-100 ms whatever the batch (per-iteration
-# overhead) and TF32 beat bf16 at these sizes; replayed CUDA graphs of the steps cut that to 13 ms (width
-# 1/16, 64², batch 32: 2,402 against 404 images/s eagerly; H200, 2026-12-04).
+# The run (the fifth candidate, for GPU sessions): width 1/4 on the toy64 preset's phases and optimiser
+# (Adam β1 0.9, EMA 0.95, no layer noise), 3M samples, lr 1e-3 up to 32² and 4e-4 at 64², ramped down
+# (cosine) to a tenth over the last 1.5M, batch 64 throughout. Why: the fourth run (width 1/8, 1.5M samples,
+# lr 6e-4 at 64², batch 32 there; its last snapshot is candidate-run/ at commit ae62c0a) ended 0.3 dB
+# sharper than the width-1/16 third run (21.87 against 21.58 dB on 300 validation faces) with 4.5 points
+# more coarse mixing, but with the middle group's factors still undrawn (probe R² 0.04) and behind the
+# bundled model in coarse mixing and edits. Width and optimiser steps are what buy the few-pixel features
+# (the decoder alone draws eyes after 30k samples at width 1/8, sooner at 1/4, not after 100k at 1/16:
+# README, "What limits the toy models"), and both need a GPU: width 1/4 trains at 10 images/s at 64² on the
+# 2-core Xeon with AMX in bf16 (batch 32 or 64; width 1/8: 32; `python benchmarks/bench_train.py --device
+# cpu --precision bf16 --width 0.25 --res 64,64 --batch 32,64 --iterations 4,3 --preset toy64`,
+# 2026-12-05), so 3M samples would take that CPU about 80 hours. The lr at 64² is an estimate from the
+# width-1/8 runs (1e-3 collapsed the codes, 3e-4 was dull, 6e-4 neither), lowered for twice the width:
+# watch "codes cos" in the log (it rose from 0.22 to 0.59 in the collapse, stayed at 0.05-0.15 in the fourth
+# run). Batch 64 at 64² as well: on a GPU an eager iteration cost 65-100 ms whatever the batch
+# (per-iteration overhead), so 64 doubles the images per second there, and TF32 beat bf16 at these sizes;
+# replayed CUDA graphs of the steps cut that to 13 ms (width 1/16, 64², batch 32: 2,402 against 404
+# images/s eagerly; H200, 2026-12-04). Width 1/4 ran at about 800 images/s eagerly (batch 64, 307k samples
+# in 383 s, README), so a GPU session's training (about 6 minutes) should carry the run 0.3M samples
+# eagerly and more from graphs (the benchmarks below time width 1/4 both ways).
 # When it has finished, the next call's training exits at once. The run is scored back on the CPU machine
 # (eval_bundled.py needs the lpips package, which GPU machines lack): --collect, then eval_bundled.py.
-# Between GPU sessions the CPU trains the same run (--cpu): device, precision, workers, threads, CUDA
-# graphs, compile and the duration may change when a run resumes; nothing else here may. (Not compiled:
-# compiled bf16 trained worse, train/compiled.py.)
-RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "duration": 1500000,
-  "lr": [0.001, 0.001, 0.001, 0.001, 0.0006], "lr_rampdown": 750000, "lr_final": 0.1,
+# Between GPU sessions the CPU can train the same run (--cpu), slowly: device, precision, workers, threads,
+# CUDA graphs, compile and the duration may change when a run resumes; nothing else here may. (Not
+# compiled: compiled bf16 trained worse, train/compiled.py.)
+RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "duration": 3000000,
+  "lr": [0.001, 0.001, 0.001, 0.001, 0.0004], "lr_rampdown": 1500000, "lr_final": 0.1,
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 5000, "grid_every": 50000, "seed": 0,
-  "width": 0.125, "batch": [64, 64, 64, 64, 32]'
+  "width": 0.25, "batch": [64, 64, 64, 64, 64]'
 N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
 [ "${1:-}" = "--cpu" ] && [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}  # the README's set-up
 PY=${PY:-python3}
@@ -213,9 +216,9 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   fi
 
   # Toy models at 64² by width, batch 32 and 64, eagerly and (when the graph tests passed) from CUDA graphs:
-  # what the run (width 1/8) and a wider one would train at. The full-width tables (README, Speed) were
-  # measured in the first GPU session; bf16 training and inference at full width come last, with whatever
-  # time is left.
+  # what the run (width 1/4) and the narrower earlier ones would train at. The full-width tables (README,
+  # Speed) were measured in the first GPU session; bf16 training and inference at full width come last,
+  # with whatever time is left.
   for width in 0.0625 0.125 0.25; do
     step "bench_train width $width, eager" timeout "$(left)" $PY benchmarks/bench_train.py --device "$DEVICE" \
         --precision fp32 --width $width --res 64,64 --batch 32,64 --iterations 20,20
