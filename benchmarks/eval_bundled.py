@@ -20,7 +20,12 @@ was trained on seed 0). Reported:
   ``middle_smile``, ``glasses`` → ``middle_glasses``), ``--n-edit`` held-out faces WITHOUT the attribute
   are edited at the defaults of ``automod edit`` (strength 1, the attribute's own scales) and compared
   with the re-rendered truth (the same row with the factor switched on): a face counts when the edit is
-  closer (pixel MSE) to the truth than the plain reconstruction is. Also the mean absolute pixel change.
+  closer (pixel MSE) to the truth than the plain reconstruction is. Also the mean absolute pixel change;
+  what limits the edit: the median share of the true change (truth − face, pixels) that the edit makes,
+  against the share the model draws when shown the truth (its reconstruction of the truth against its
+  reconstruction of the face); and whether the encoder carries the attribute along the direction (the
+  median projection of E(truth) − E(face) on δ, in units of δ: 1 when the truth's code is the edit at
+  strength 1, 0 when the codes do not move with the attribute).
   ``--add-attributes`` first learns the two directions, as ``weights/build_toy64.sh`` does, for a model
   without them (a training run's snapshot).
 - The re-encoding cycle: the mean cosine between a code and the code of its decoding, cos(E(D(z)), z),
@@ -180,8 +185,22 @@ def edit_test(model, seed: int, n: int) -> dict[str, dict]:
         edited = model.decode(edit_stack(code_stack(z, model.n_blocks), attr.delta.to(z), 1.0, blocks)).clamp(-1, 1)
         d = lambda u, v: (u - v).pow(2).flatten(1).mean(1)  # noqa: E731
         closer = d(edited, truth) < d(rec, truth)
+        # What limits the edit: how much of the true change (truth − face, in pixels) the edit makes, against
+        # how much the model draws when shown the truth itself (its reconstruction of the truth against its
+        # reconstruction of the face), as medians of the projection on the true change; and whether the
+        # encoder moves along the direction at all: the median projection of E(truth) − E(face) on δ, in
+        # units of δ (1: the truth's code is the edit at strength 1; 0: the codes do not carry it).
+        z_truth = model.encode(truth)
+        change = (truth - x).flatten(1)
+        share = lambda u: ((u - rec).flatten(1) * change).sum(1).div(change.pow(2).sum(1).clamp_min(1e-12)).median()  # noqa: E731
+        delta = attr.delta.to(z)
+        shift = ((z_truth - z) @ delta / delta.pow(2).sum()).median()
         out[name] = {"scales": attr.scales or "all", "n": n,
                      "fraction_closer_to_truth_than_recon": round(closer.float().mean().item(), 4),
+                     "median_share_of_true_change_edit": round(share(edited).item(), 3),
+                     "median_share_of_true_change_reconstructed_truth": round(
+                         share(model.decode(z_truth).clamp(-1, 1)).item(), 3),
+                     "median_truth_code_shift_along_delta": round(shift.item(), 3),
                      "mean_abs_change_255": round(((edited - rec).abs().mean() * 127.5).item(), 2)}
     return out
 
@@ -276,6 +295,11 @@ def main() -> None:
         how = " (direction learned here)" if name in learned else ""
         print(f"| edit {name}{how} (k = 1, scales {e['scales']}) on {e['n']} faces without it: closer to the "
               f"truth than the reconstruction | {100 * e['fraction_closer_to_truth_than_recon']:.1f}% |")
+        print(f"| edit {name}: median share of the true change (truth − face) that the edit makes / that the "
+              f"model's reconstruction of the truth makes | {e['median_share_of_true_change_edit']:.2f} / "
+              f"{e['median_share_of_true_change_reconstructed_truth']:.2f} |")
+        print(f"| edit {name}: median shift of the truth's code along the direction, in units of it (1: the "
+              f"edit; 0: the codes do not carry it) | {e['median_truth_code_shift_along_delta']:.2f} |")
         print(f"| edit {name}: mean absolute pixel change | {e['mean_abs_change_255']:.2f}/255 |")
     print(f"| re-encoding cycle cos(E(D(z)), z): 500 random unit codes / the {args.n_recon} faces' codes | "
           f"{cycle['random_codes']:.3f} / {cycle['face_codes']:.3f} |")
