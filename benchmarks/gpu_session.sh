@@ -5,67 +5,56 @@
 #      own process), and the core tests under that machine's PyTorch (on its CPUs, in the background);
 #   2. a toy64 training run on toyfaces drawn there (replaying CUDA graphs of its steps when the graph
 #      tests passed), stopped by SIGTERM at a fixed second (which saves
-#      its state). A GPU session is short, so the run goes on from session to session: when the
-#      previous session's run folder is carried in (gpu-run/, ignored by git), it resumes;
+#      its state). A GPU session is short, so the run goes on from session to session, resuming the
+#      snapshot committed in candidate-run/ (below) when there is one;
 #   3. training throughput of toy models by width (eager and from CUDA graphs), then full width and
 #      inference (bench_train, bench_inference), once the GPU is free.
-# Results land in $OUT (default gpu-out/): gpu_session.log, the run's model.safetensors, its training
-# state in 15 MiB parts (state.safetensors.part*) and run.tar.gz (config.json, log.jsonl, grids, console
-# output), and benchmarks.tar.gz. It uses the machine's own python3 and PyTorch (such machines reach no
-# package index), with the repository on PYTHONPATH.
+# Results land in $OUT (default gpu-out/): gpu_session.log, the run packed as run.tar.gz in 15 MiB parts
+# (run.tar.gz.part00, ...: model file, training state, config.json, log.jsonl, the newest grids, console
+# output; benchmarks/run_transfer.py), and benchmarks.tar.gz. It uses the machine's own python3 and
+# PyTorch (such machines reach no package index), with the repository on PYTHONPATH.
 #
-#   device run, carry ["gpu-run"]:  OUT=$OUT bash benchmarks/gpu_session.sh
-#   back here, for the next session: bash benchmarks/gpu_session.sh --collect FILES_AT
+#   device run, no carry:  OUT=$OUT bash benchmarks/gpu_session.sh
+#   back here: bash benchmarks/gpu_session.sh --collect FILES_AT   (-> gpu-run/, ignored by git)
+#   then:      bash benchmarks/gpu_session.sh --snapshot           (gpu-run/ -> candidate-run/) and commit it
 #   between GPU sessions, the same run on this machine's CPU (fp32, or CPU_PRECISION=bf16 on a CPU with
 #   bf16 arithmetic; stop it any time, it saves within checkpoint_minutes; re-running goes on):
 #   bash benchmarks/gpu_session.sh --cpu SECONDS
 #   (with .venv/bin/python when there is one; its toyfaces are drawn once into $DATA, default gpu-data/;
-#   the next GPU call carries and resumes gpu-run/)
-#   gpu-run/ lives only as long as this machine; the run's snapshot in git outlives it: --cpu writes
-#   candidate-run/ (tracked: model, state parts, run.tar.gz) when it stops, and --cpu or a GPU call
-#   without gpu-run/ starts from it. Commit candidate-run/ before a session ends. By hand:
-#   bash benchmarks/gpu_session.sh --snapshot
+#   it resumes gpu-run/, or the snapshot when there is none, and snapshots when it stops)
+#   gpu-run/ lives only as long as this machine; the run's snapshot in git outlives it, and it is what
+#   the next GPU call takes along: a call carries the working tree, at most 64 MiB with candidate-run/
+#   (a width-1/4 run packs to about 43 MiB, its moments and pool in bf16), and a carried gpu-run/ would
+#   not fit. Commit candidate-run/ before a session ends.
 #
 # Smoke test on a CPU: DEVICE=cpu N_FACES=2000 TRAIN_UNTIL=60 BUDGET=120 PY=.venv/bin/python bash ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-gpu-run}
 SNAPSHOT=${SNAPSHOT:-candidate-run}  # tracked by git: the run as of its last stop (this machine's files do not last)
+# This machine's verbs use the README's set-up where there is one; a GPU machine its own python3.
+case "${1:-}" in --cpu|--collect|--snapshot) [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python} ;; esac
+PY=${PY:-python3}
 
-# pack RUN DEST: a run folder as the files a call returns (model.safetensors, the training state in 15 MiB
-# parts, run.tar.gz with everything else but TensorBoard and the run's lock), written to DEST atomically.
-pack() {
-  local tmp; tmp=$(mktemp -d "$2.new.XXXXXX") && chmod 755 "$tmp" && tmp=$(cd "$tmp" && pwd) || return 1
-  cp "$1/model.safetensors" "$tmp/" && split -b 15M -d "$1/state/state.safetensors" "$tmp/state.safetensors.part" \
-    && (cd "$1" && find . -type f ! -path './state/*' ! -path './tensorboard/*' ! -name model.safetensors \
-        ! -name '*.tmp' ! -name train.lock | sort | tar czf "$tmp/run.tar.gz" -T -) || { rm -rf "$tmp"; return 1; }
-  rm -rf "$2.old" && { [ ! -d "$2" ] || mv "$2" "$2.old"; } && mv "$tmp" "$2" && rm -rf "$2.old"
-}
+# pack RUN DEST: a run folder as the files a call returns and git keeps (DEST replaced atomically): one
+# run.tar.gz in 15 MiB parts, the training state less what the model file holds and, only where the exact
+# files would not fit a call's 64 MiB, its optimisers' moments and image pool in bf16 (then resume is not
+# bit-exact across the transfer; the log says so): benchmarks/run_transfer.py.
+pack() { $PY benchmarks/run_transfer.py pack "$1" "$2"; }
 # unpack SRC: the files pack wrote (or a GPU call returned) -> gpu-run/ (the previous one kept aside).
-unpack() {
-  [ -f "$1/run.tar.gz" ] && ls "$1"/state.safetensors.part* >/dev/null 2>&1 \
-    || { echo "$1: no run.tar.gz and state parts (did the run save?)" >&2; return 1; }
-  local tmp; tmp=$(mktemp -d "$RUN_DIR.new.XXXXXX") || return 1
-  mkdir -p "$tmp/state"
-  tar xzf "$1/run.tar.gz" -C "$tmp" && cat "$1"/state.safetensors.part* >"$tmp/state/state.safetensors" \
-    && cp "$1/model.safetensors" "$tmp/model.safetensors" || { rm -rf "$tmp"; return 1; }
-  [ -d "$RUN_DIR" ] && mv "$RUN_DIR" "$RUN_DIR.previous.$(date +%Y%m%d%H%M%S)"
-  mv "$tmp" "$RUN_DIR"
-  echo "unpacked $1 into $RUN_DIR (last logged at $(logged "$RUN_DIR") samples)"
-}
+unpack() { $PY benchmarks/run_transfer.py unpack "$1" "$RUN_DIR"; }
 logged() { tail -n 1 "$1/log.jsonl" 2>/dev/null | grep -o '"samples": [0-9]*' | cut -d' ' -f2; }
-# No gpu-run/ here (a new machine): start from the snapshot in git, when there is one.
+# --cpu without gpu-run/ here (a new machine): start from the snapshot in git, when there is one.
 from_snapshot() {
-  [ -f "$RUN_DIR/state/state.safetensors" ] || [ ! -f "$SNAPSHOT/run.tar.gz" ] || unpack "$SNAPSHOT"
+  [ -f "$RUN_DIR/state/state.safetensors" ] || ! ls "$SNAPSHOT"/run.tar.gz.part* >/dev/null 2>&1 || unpack "$SNAPSHOT"
 }
 
-if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (the next call carries it)
+if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (then --snapshot, and commit)
   unpack "${2:?usage: gpu_session.sh --collect FILES_AT}" || exit 1
   exit 0
 fi
 if [ "${1:-}" = "--snapshot" ]; then  # gpu-run/ -> candidate-run/, to commit
-  [ -f "$RUN_DIR/state/state.safetensors" ] || { echo "$RUN_DIR: no training state to snapshot" >&2; exit 1; }
-  pack "$RUN_DIR" "$SNAPSHOT" && echo "$RUN_DIR (last logged at $(logged "$RUN_DIR") samples) packed into $SNAPSHOT/"
+  pack "$RUN_DIR" "$SNAPSHOT"
   exit $?
 fi
 
@@ -99,8 +88,6 @@ RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "dur
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 5000, "grid_every": 50000, "seed": 0,
   "width": 0.25, "batch": [64, 64, 64, 64, 64]'
 N_FACES=${N_FACES:-60000}        # toyfaces drawn for training (seed 0; the same every session)
-[ "${1:-}" = "--cpu" ] && [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}  # the README's set-up
-PY=${PY:-python3}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 
 # train_until SECONDS DATA RUN OVERRIDES: the toy64 preset with OVERRIDES (JSON), resumed when RUN holds a
@@ -193,11 +180,13 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
       >"$WORK/core_tests.out" 2>&1 &
   core=$!
 
+  # The run resumes from the snapshot in git, when there is one, and from nothing else: on a machine kept
+  # warm between calls, folders left by the previous call may be older than the snapshot committed since.
   run="$WORK/runs/toy64gpu"
-  from_snapshot  # gpu-run/ when it was carried, else the snapshot in git
-  if [ -f "$RUN_DIR/state/state.safetensors" ]; then
-    cp -r "$RUN_DIR" "$run"
-    echo "== [${SECONDS}s] resuming the carried run: $(tail -n 1 "$run/log.jsonl" | cut -c1-120)"
+  rm -rf "$run" "$run".previous.*
+  if ls "$SNAPSHOT"/run.tar.gz.part* >/dev/null 2>&1; then
+    $PY benchmarks/run_transfer.py unpack "$SNAPSHOT" "$run" || { echo "!! the snapshot did not unpack"; status=1; }
+    echo "== [${SECONDS}s] resuming the run: $(tail -n 1 "$run/log.jsonl" | cut -c1-120)"
   fi
   echo "== [${SECONDS}s] training until second $TRAIN_UNTIL: $OVERRIDES"
   ( while sleep 30; do echo "   [${SECONDS}s] gpu: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>&1)"; done ) &
