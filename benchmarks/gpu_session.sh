@@ -43,7 +43,6 @@ PY=${PY:-python3}
 pack() { $PY benchmarks/run_transfer.py pack "$1" "$2"; }
 # unpack SRC: the files pack wrote (or a GPU call returned) -> gpu-run/ (the previous one kept aside).
 unpack() { $PY benchmarks/run_transfer.py unpack "$1" "$RUN_DIR"; }
-logged() { tail -n 1 "$1/log.jsonl" 2>/dev/null | grep -o '"samples": [0-9]*' | cut -d' ' -f2; }
 # --cpu without gpu-run/ here (a new machine): start from the snapshot in git, when there is one.
 from_snapshot() {
   [ -f "$RUN_DIR/state/state.safetensors" ] || ! ls "$SNAPSHOT"/run.tar.gz.part* >/dev/null 2>&1 || unpack "$SNAPSHOT"
