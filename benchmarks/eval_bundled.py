@@ -192,7 +192,11 @@ def edit_test(model, seed: int, n: int) -> dict[str, dict]:
         # units of δ (1: the truth's code is the edit at strength 1; 0: the codes do not carry it).
         z_truth = model.encode(truth)
         change = (truth - x).flatten(1)
-        share = lambda u: ((u - rec).flatten(1) * change).sum(1).div(change.pow(2).sum(1).clamp_min(1e-12)).median()  # noqa: E731
+
+        def share(u: torch.Tensor) -> torch.Tensor:
+            moved = ((u - rec).flatten(1) * change).sum(1)
+            return (moved / change.pow(2).sum(1).clamp_min(1e-12)).median()
+
         delta = attr.delta.to(z)
         shift = ((z_truth - z) @ delta / delta.pow(2).sum()).median()
         out[name] = {"scales": attr.scales or "all", "n": n,

@@ -117,16 +117,19 @@ def run_files(run: Path, keep_grids: int) -> list[str]:
     return out
 
 
-def last_logged(run: Path) -> str:
+def state_samples(path: Path) -> str:
+    """The sample count a training state was saved at (its log may end a little before it)."""
     try:
-        return f"{json.loads((run / 'log.jsonl').read_text().splitlines()[-1])['samples']:,}"
-    except (OSError, IndexError, KeyError, ValueError):
+        with safe_open(str(path), framework="pt") as f:
+            return f"{json.loads(f.metadata()['state'])['samples']:,}"
+    except (OSError, KeyError, TypeError, ValueError):
         return "?"
 
 
 def replace_dir(tmp: Path, dest: Path, keep_previous: bool) -> None:
     if dest.exists():
-        aside = dest.with_name(dest.name + (f".previous.{time.strftime('%Y%m%d%H%M%S')}" if keep_previous else ".old"))
+        suffix = f".previous.{time.strftime('%Y%m%d%H%M%S')}" if keep_previous else ".old"
+        aside = dest.with_name(dest.name + suffix)
         shutil.rmtree(aside, ignore_errors=True)
         dest.rename(aside)
         if not keep_previous:
@@ -168,8 +171,8 @@ def pack(run: Path, dest: Path, max_mib: float, keep_grids: int) -> str:
         raise
     how = (f"moments and pool in bf16 ({counts['rounded']} tensors: resume from it is not bit-exact)"
            if counts["rounded"] else "exact")
-    return (f"{run} (last logged at {last_logged(run)} samples) packed into {dest}/: {size / 2**20:.1f} MiB in "
-            f"{i + 1} parts, {how}")
+    at = state_samples(run / "state" / "state.safetensors")
+    return f"{run} (state at {at} samples) packed into {dest}/: {size / 2**20:.1f} MiB in {i + 1} parts, {how}"
 
 
 class _Parts(io.RawIOBase):
@@ -209,7 +212,8 @@ def unpack(src: Path, run: Path) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     how = f", {counts['rounded']} tensors rounded to bf16 when packed" if counts["rounded"] else ""
-    return f"unpacked {src} into {run} (last logged at {last_logged(run)} samples{how})"
+    at = state_samples(run / "state" / "state.safetensors")
+    return f"unpacked {src} into {run} (state at {at} samples{how})"
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ def test_snapshot_then_collect_restores_the_run(tmp_path):
 
     r = _script(tmp_path, "--snapshot")
     assert r.returncode == 0, r.stderr
-    assert "exact" in r.stdout
+    assert "exact" in r.stdout and "state at 1,234 samples" in r.stdout
     snap = tmp_path / "snap"
     parts = sorted(p.name for p in snap.iterdir())
     assert parts == [f"run.tar.gz.part{i:02d}" for i in range(len(parts))] and len(parts) >= 2
