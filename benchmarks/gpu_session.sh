@@ -41,11 +41,13 @@ PY=${PY:-python3}
 # files would not fit a call's 64 MiB, its optimisers' moments and image pool in bf16 (then resume is not
 # bit-exact across the transfer; the log says so): benchmarks/run_transfer.py.
 pack() { $PY benchmarks/run_transfer.py pack "$1" "$2"; }
-# unpack SRC: the files pack wrote (or a GPU call returned) -> gpu-run/ (the previous one kept aside).
-unpack() { $PY benchmarks/run_transfer.py unpack "$1" "$RUN_DIR"; }
+# unpack SRC [DEST]: the files pack wrote (or a GPU call returned) -> DEST, default gpu-run/ (the previous
+# one kept aside).
+unpack() { $PY benchmarks/run_transfer.py unpack "$1" "${2:-$RUN_DIR}"; }
+has_snapshot() { ls "$SNAPSHOT"/run.tar.gz.part* >/dev/null 2>&1; }
 # --cpu without gpu-run/ here (a new machine): start from the snapshot in git, when there is one.
 from_snapshot() {
-  [ -f "$RUN_DIR/state/state.safetensors" ] || ! ls "$SNAPSHOT"/run.tar.gz.part* >/dev/null 2>&1 || unpack "$SNAPSHOT"
+  [ -f "$RUN_DIR/state/state.safetensors" ] || ! has_snapshot || unpack "$SNAPSHOT"
 }
 
 if [ "${1:-}" = "--collect" ]; then  # a finished call's files -> gpu-run/ (then --snapshot, and commit)
@@ -183,8 +185,8 @@ OVERRIDES='{'"$RUN_SETTINGS"', "workers": 4, "precision": "fp32", "device": "'$D
   # warm between calls, folders left by the previous call may be older than the snapshot committed since.
   run="$WORK/runs/toy64gpu"
   rm -rf "$run" "$run".previous.*
-  if ls "$SNAPSHOT"/run.tar.gz.part* >/dev/null 2>&1; then
-    $PY benchmarks/run_transfer.py unpack "$SNAPSHOT" "$run" || { echo "!! the snapshot did not unpack"; status=1; }
+  if has_snapshot; then
+    unpack "$SNAPSHOT" "$run" || { echo "!! the snapshot did not unpack"; status=1; }
     echo "== [${SECONDS}s] resuming the run: $(tail -n 1 "$run/log.jsonl" | cut -c1-120)"
   fi
   echo "== [${SECONDS}s] training until second $TRAIN_UNTIL: $OVERRIDES"

@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -44,8 +45,8 @@ ROUNDED_PREFIXES = ("opt.", "pool.")
 FROM_MODEL = {"encoder.": "encoder.", "ema.": "decoder."}  # state prefix -> model file prefix
 
 
-def read(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    with safe_open(path, framework="pt") as f:
+def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    with safe_open(str(path), framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
 
 
@@ -61,9 +62,10 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
         a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
 
 
-def shrink(state_path: str, model_path: str, out: str, round_moments: bool) -> dict[str, int]:
-    state, header = read(state_path)
-    model, _ = read(model_path)
+def shrink(state: dict[str, torch.Tensor], header: dict[str, str], model: dict[str, torch.Tensor], out: Path,
+           round_moments: bool) -> dict[str, int]:
+    """Write the state less the tensors ``model`` holds bit for bit (and, rounding, its moments and pool
+    in bf16) to ``out``."""
     rest, from_model, rounded, dtypes = {}, {}, [], {}
     for k, v in state.items():
         mk = model_key(k)
@@ -77,14 +79,15 @@ def shrink(state_path: str, model_path: str, out: str, round_moments: bool) -> d
             rest[k] = v
     meta = {"format": FORMAT, "state_header": json.dumps(header),
             "from_model": json.dumps(from_model), "rounded": json.dumps(dtypes)}
-    save_file(rest, out, metadata=meta)
+    save_file(rest, str(out), metadata=meta)
     return {"from_model": len(from_model), "rounded": len(rounded), "kept": len(rest) - len(rounded)}
 
 
-def restore(rest_path: str, model_path: str, out: str) -> dict[str, int]:
+def restore(rest_path: Path, model_path: Path, out: Path) -> dict[str, Any]:
+    """The state ``shrink`` wrote to ``rest_path`` made whole again, at ``out``; its counts and header."""
     rest, meta = read(rest_path)
     if meta.get("format") != FORMAT:
-        raise SystemExit(f"{rest_path}: not a file written by run_transfer.py shrink")
+        raise SystemExit(f"{rest_path}: not a state written by run_transfer.py pack")
     model, _ = read(model_path)
     from_model, rounded = json.loads(meta["from_model"]), json.loads(meta["rounded"])
     missing = sorted(mk for mk in from_model.values() if mk not in model)
@@ -96,8 +99,8 @@ def restore(rest_path: str, model_path: str, out: str) -> dict[str, int]:
     header = json.loads(meta["state_header"])
     if rounded:
         header["transfer_rounded"] = json.dumps(sorted(rounded))
-    save_file({k: v.contiguous() for k, v in state.items()}, out, metadata=header)
-    return {"tensors": len(state), "from_model": len(from_model), "rounded": len(rounded)}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata=header)
+    return {"tensors": len(state), "from_model": len(from_model), "rounded": len(rounded), "header": header}
 
 
 PART_BYTES = 15 * 2**20
@@ -117,12 +120,11 @@ def run_files(run: Path, keep_grids: int) -> list[str]:
     return out
 
 
-def state_samples(path: Path) -> str:
+def state_samples(header: dict[str, str]) -> str:
     """The sample count a training state was saved at (its log may end a little before it)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return f"{json.loads(f.metadata()['state'])['samples']:,}"
-    except (OSError, KeyError, TypeError, ValueError):
+        return f"{json.loads(header['state'])['samples']:,}"
+    except (KeyError, TypeError, ValueError):
         return "?"
 
 
@@ -146,9 +148,10 @@ def pack(run: Path, dest: Path, max_mib: float, keep_grids: int) -> str:
     tmp.chmod(0o755)
     try:
         rest, archive = tmp / "state.rest.safetensors", tmp / "run.tar.gz"
+        state, header = read(run / "state" / "state.safetensors")
+        model, _ = read(run / "model.safetensors")
         for rounded in (False, True):
-            counts = shrink(str(run / "state" / "state.safetensors"), str(run / "model.safetensors"), str(rest),
-                            rounded)
+            counts = shrink(state, header, model, rest, rounded)
             with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
                 tar.add(run / "model.safetensors", "model.safetensors")
                 tar.add(rest, "state/state.rest.safetensors")
@@ -171,8 +174,7 @@ def pack(run: Path, dest: Path, max_mib: float, keep_grids: int) -> str:
         raise
     how = (f"moments and pool in bf16 ({counts['rounded']} tensors: resume from it is not bit-exact)"
            if counts["rounded"] else "exact")
-    at = state_samples(run / "state" / "state.safetensors")
-    return f"{run} (state at {at} samples) packed into {dest}/: {size / 2**20:.1f} MiB in {i + 1} parts, {how}"
+    return f"{run} (state at {state_samples(header)} samples) packed into {dest}/: {size / 2**20:.1f} MiB in {i + 1} parts, {how}"
 
 
 class _Parts(io.RawIOBase):
@@ -204,7 +206,7 @@ def unpack(src: Path, run: Path) -> str:
         with tarfile.open(fileobj=io.BufferedReader(_Parts(parts)), mode="r|gz") as tar:
             tar.extractall(tmp, filter="data")
         rest = tmp / "state" / "state.rest.safetensors"
-        counts = restore(str(rest), str(tmp / "model.safetensors"), str(tmp / "state" / "state.safetensors"))
+        counts = restore(rest, tmp / "model.safetensors", tmp / "state" / "state.safetensors")
         rest.unlink()
         (tmp / "state" / "state.safetensors").chmod(0o644)
         replace_dir(tmp, run, keep_previous=True)
@@ -212,8 +214,7 @@ def unpack(src: Path, run: Path) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     how = f", {counts['rounded']} tensors rounded to bf16 when packed" if counts["rounded"] else ""
-    at = state_samples(run / "state" / "state.safetensors")
-    return f"unpacked {src} into {run} (state at {at} samples{how})"
+    return f"unpacked {src} into {run} (state at {state_samples(counts['header'])} samples{how})"
 
 
 def main() -> None:
