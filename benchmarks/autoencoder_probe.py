@@ -31,6 +31,13 @@ Switches that isolate one suspect at a time (the figures in the README's "What l
     --canvas learned                        # a learned 4x4 canvas (StyleGAN) instead of the constant ones
     --canvas coords                         # x and y ramps in place of two channels after every block
     --style-lr 10                           # the AdaIN style layers' lr multiplied by 10
+    --lr 3e-3 --style-lr 0.333              # the convs' (and codes') lr 3x, the style layers' kept
+    --adain rms                             # AdaIN scales by the channel's RMS, no mean subtracted
+    --adain pixel                           # pixel norm (over channels) in place of instance norm
+    --no-blur                               # no blur after the upsampling convs
+    --output skip                           # StyleGAN2's skip output: every block's to_rgb, summed
+    --no-texture --layout-jitter 0          # faces all in one place, without texture
+    --decoder plain                         # a plain conv decoder of the same size, no AdaIN (--codes free)
 
 ``--codes free`` learns one code per training face (the decoder and the codes train; the encoder is
 unused) and scores the first --val-n training faces; ``--codes factors`` feeds the decoder
@@ -45,6 +52,7 @@ import argparse
 import json
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -58,7 +66,7 @@ from machine import describe as machine  # noqa: E402
 from automod_cli.data import toyfaces  # noqa: E402
 from automod_cli.metrics.psnr import reconstruction_psnr  # noqa: E402
 from automod_cli.model import Automodulator, ModelConfig  # noqa: E402
-from automod_cli.model.layers import AdaIN, SpectralNormConv2d  # noqa: E402
+from automod_cli.model.layers import AdaIN, Blur, SpectralNormConv2d  # noqa: E402
 from automod_cli.train.losses import l1_loss  # noqa: E402
 from automod_cli.train.networks import advance_power_iteration  # noqa: E402
 from automod_cli.train.schedule import lr_at, parse_count  # noqa: E402
@@ -107,6 +115,51 @@ def with_coordinates(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h[:, :-2], xs, ys], 1)
 
 
+def adain_rms(self: AdaIN, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """--adain rms: γ·x/RMS(x) + β per sample and channel (the mean is kept)."""
+    gamma, beta = self.style(code).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+    return gamma * x * x.square().mean(dim=(2, 3), keepdim=True).add(1e-5).rsqrt() + beta
+
+
+def adain_pixel(self: AdaIN, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """--adain pixel: γ·x/RMS over the channels at each pixel + β (StyleGAN's pixel norm, modulated)."""
+    gamma, beta = self.style(code).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+    return gamma * x * x.square().mean(dim=1, keepdim=True).add(1e-8).rsqrt() + beta
+
+
+def skip_output(dec, codes: torch.Tensor, noise: bool = False) -> torch.Tensor:
+    """--output skip: the sum of every block's to_rgb, each upsampled (bilinear) to the next scale."""
+    codes = dec.code_stack(codes, dec.n_blocks)
+    h, image = None, None
+    for i in range(dec.n_blocks):
+        h = dec.features(codes, i, i + 1, h, noise=noise)
+        rgb = dec.to_rgb[i](h)
+        image = rgb if image is None else rgb + F.interpolate(image, scale_factor=2, mode="bilinear",
+                                                               align_corners=False)
+    return image
+
+
+class PlainDecoder(torch.nn.Module):
+    """--decoder plain: the code through a Linear to a 4x4 map, then per block a nearest upsample and two
+    3x3 convs with leaky ReLUs (the automodulator's channels; PyTorch's default init), then a 1x1 to RGB."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        ch = config.decoder_channels
+        self.first = torch.nn.Linear(config.latent_dim, ch[0] * 16)
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(
+            torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(ch[i - 1], ch[i], 3, padding=1),
+            torch.nn.LeakyReLU(0.2), torch.nn.Conv2d(ch[i], ch[i], 3, padding=1), torch.nn.LeakyReLU(0.2))
+            for i in range(1, len(ch)))
+        self.to_rgb = torch.nn.Conv2d(ch[-1], 3, 1)
+
+    def forward(self, codes: torch.Tensor, noise: bool = False) -> torch.Tensor:
+        h = F.leaky_relu(self.first(codes).view(codes.shape[0], -1, 4, 4), 0.2)
+        for block in self.blocks:
+            h = block(h)
+        return self.to_rgb(h)
+
+
 @torch.no_grad()
 def psnr(decoder, codes_of_x: Callable[[], torch.Tensor], x: torch.Tensor) -> float:
     """Reconstruction PSNR of x (metrics.psnr) from its codes, the decoder in eval mode for the call."""
@@ -140,29 +193,54 @@ def parse_args() -> argparse.Namespace:
                     help="the decoder's 4x4 input and position information (see above)")
     ap.add_argument("--style-lr", type=float, default=1.0, help="lr multiplier of the AdaIN style layers")
     ap.add_argument("--no-encoder-sn", action="store_true", help="encoder convs without spectral normalisation")
+    ap.add_argument("--adain", choices=("instance", "rms", "pixel"), default="instance",
+                    help="what AdaIN normalises by (see above)")
+    ap.add_argument("--no-blur", action="store_true", help="no blur after the decoder's upsampling convs")
+    ap.add_argument("--output", choices=("top", "skip"), default="top",
+                    help="the image from the top block's to_rgb, or every block's upsampled and summed")
+    ap.add_argument("--decoder", choices=("automodulator", "plain"), default="automodulator",
+                    help="plain: Linear from the code to the 4x4 map, upsampling convs, no AdaIN")
+    ap.add_argument("--no-texture", action="store_true", help="faces without their texture")
     ap.add_argument("--layout-jitter", type=float, default=1.0,
                     help="scale the spread of x, y, size and tilt about their centres (1: the toyfaces data)")
     args = ap.parse_args()
-    if args.save and (args.codes != "encoder" or args.no_encoder_sn or args.canvas != "ones"):
+    if args.save and (args.codes != "encoder" or args.no_encoder_sn or args.canvas != "ones"
+                      or decoder_changed(args)):
         ap.error("--save writes an autoencoder: only with --codes encoder, the encoder's spectral norm and "
-                 "the constant canvas")
+                 "the automodulator's decoder as it is")
+    if args.decoder == "plain" and (args.codes == "encoder" or args.loss == "deep" or decoder_changed(args, 1)):
+        ap.error("--decoder plain: only with --codes free or factors, and no other decoder switch")
     return args
+
+
+def decoder_changed(args, plain_allowed: int = 0) -> bool:
+    """Whether any decoder switch is set (beyond --decoder plain when plain_allowed)."""
+    return (args.adain != "instance" or args.no_blur or args.output != "top" or args.canvas != "ones"
+            or args.style_lr != 1.0 or (args.decoder != "automodulator" and not plain_allowed))
+
+
+def without_texture(rows: list[dict]) -> list[dict]:
+    return [toyfaces.canonical_row(dict(row, fine_texture_amount=0.0)) for row in rows]
 
 
 def faces(args) -> tuple[list[dict], torch.Tensor, list[dict], torch.Tensor]:
     """Training rows and uint8 images (seed 0), validation rows and images in [-1, 1]."""
     train_rows = with_layout_jitter(toyfaces.sample_rows(parse_count(args.n_train), 0), args.layout_jitter)
+    if args.no_texture:
+        train_rows = without_texture(train_rows)
     x_train = torch.from_numpy(toyfaces.render_array(train_rows, args.resolution)).permute(0, 3, 1, 2).contiguous()
     if args.codes == "free":  # a free code exists for training faces only: score the first --val-n of them
         val_rows = train_rows[: args.val_n]
     else:
         val_rows = with_layout_jitter(toyfaces.sample_rows(args.val_n, args.val_seed), args.layout_jitter)
+        if args.no_texture:
+            val_rows = without_texture(val_rows)
     return train_rows, x_train, val_rows, toyfaces.render_tensor(val_rows, args.resolution)
 
 
 def apply_switches(args, enc, dec) -> list[torch.Tensor]:
-    """--no-encoder-sn and --canvas on the networks; for --loss deep, the list its hooks fill with each
-    block's features in training."""
+    """--no-encoder-sn, --canvas, --adain, --no-blur and --output on the networks; for --loss deep, the
+    list its hooks fill with each block's features in training."""
     if args.no_encoder_sn:
         for m in enc.modules():
             if isinstance(m, SpectralNormConv2d):
@@ -174,6 +252,13 @@ def apply_switches(args, enc, dec) -> list[torch.Tensor]:
     elif args.canvas == "coords":
         for block in dec.blocks:
             block.register_forward_hook(lambda module, inputs, h: with_coordinates(h))
+    for m in dec.modules():
+        if isinstance(m, AdaIN) and args.adain != "instance":
+            m.forward = types.MethodType(adain_rms if args.adain == "rms" else adain_pixel, m)
+        if isinstance(m, Blur) and args.no_blur:
+            m.forward = lambda x: x
+    if args.output == "skip":
+        dec.forward = types.MethodType(skip_output, dec)
     block_outputs: list[torch.Tensor] = []
     if args.loss == "deep":
         for block in dec.blocks:
@@ -221,7 +306,10 @@ def describe(args, n_params: int) -> str:
             + (", encoder without spectral norm" if args.no_encoder_sn else "")
             + (f", layout jitter x{args.layout_jitter}" if args.layout_jitter != 1.0 else "")
             + (f", canvas {args.canvas}" if args.canvas != "ones" else "")
-            + (f", style lr x{args.style_lr:g}" if args.style_lr != 1.0 else ""))
+            + (f", style lr x{args.style_lr:g}" if args.style_lr != 1.0 else "")
+            + (f", AdaIN by {args.adain}" if args.adain != "instance" else "")
+            + (", no blur" if args.no_blur else "") + (", skip output" if args.output == "skip" else "")
+            + (", plain decoder" if args.decoder == "plain" else "") + (", no texture" if args.no_texture else ""))
 
 
 def main() -> None:
@@ -237,7 +325,8 @@ def main() -> None:
     model = Automodulator(ModelConfig(resolution=args.resolution, width=args.width))
     # The encoder stays in eval mode with one explicit power iteration per step, as in the trainer
     # (train/loop.py: the spectral-norm u advances once per step, not once per forward).
-    enc, dec = model.encoder.eval(), model.decoder.train()
+    enc = model.encoder.eval()
+    dec = (PlainDecoder(model.config) if args.decoder == "plain" else model.decoder).train()
     block_outputs = apply_switches(args, enc, dec)
     extra, codes_of, val_codes = code_source(args, model, enc, train_rows, val_rows, x_val)
     params = list(dec.parameters()) + extra

@@ -230,7 +230,14 @@ PRESETS: dict[str, dict] = {
     # - Nor do cheap changes to the decoder or its loss (memorising those 64 faces, width 1/16, 21.4 / 21.9 dB
     #   after 5k / 10k samples): a learned canvas 21.3 / 21.9, coordinate channels 21.2 / 21.9 (position is
     #   not what it lacks), L1 at every block's output too 20.5 / 21.2, Laplacian-pyramid L1 20.1 / 20.8,
-    #   10x the lr of the AdaIN style layers 21.6 / 22.1.
+    #   10x the lr of the AdaIN style layers 21.6 / 22.1. Nor after 10k samples (2026-12-05, same probe, 1
+    #   thread each; base 21.9 dB): StyleGAN2's skip output (every block's to_rgb, upsampled and summed) 21.3,
+    #   AdaIN scaling by the channel's RMS without subtracting its mean 21.4, pixel norm in place of instance
+    #   norm 20.1, no blur 21.9, the convs' and codes' lr 3x / 10x with the style layers' kept 22.0 / 22.0,
+    #   faces all in one place and without texture 22.4. A plain decoder of the same size (a Linear from the
+    #   code to the 4x4 map, then upsampling convs, PyTorch's default init, no AdaIN; 0.34M parameters)
+    #   reaches 20.3 dB: the automodulator's decoder is not the slow learner, a few hundred steps are few
+    #   (autoencoder_probe.py --codes free --n-train 64 --val-n 64 --samples 10k and the switches it lists).
     # - The decoder step's re-encoding cycle holds for the codes of real faces, not for the random codes the
     #   game draws: cos(E(D(z)), z) is 0.031 for random unit z and 0.661 for z = E(x) of held-out faces
     #   (bundled model; eval_bundled.py --seed 777 --n-recon 300). So the consistency term, measured on random
