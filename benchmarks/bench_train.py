@@ -15,8 +15,8 @@ The reference implementation needs ~17.6 s per iteration at 32², batch 16, fp32
 Iterations are timed at α = 1 of the phase (image pool on, style mixing on), after one warm-up
 iteration (with --cuda-graphs: after every step has been captured; with --compile: after compiling).
 ``--preset toy64 --width 0.125`` times the game of a CPU preset instead of the paper's (the shared run's:
-`--res 64 --batch 32 --precision bf16`; ``--compile`` takes fp32 only). ``--toy-run fp32 --compile`` trains
-the toy runs compiled. The benchmark's --precision auto runs bf16 autocast on CUDA (--precision fp32:
+`--res 64 --batch 32 --precision bf16`). ``--toy-run fp32 --compile`` (or ``bf16``: AdaIN then computes in
+fp32, train/compiled.py) trains the toy runs compiled. The benchmark's --precision auto runs bf16 autocast on CUDA (--precision fp32:
 TF32 convs, the paper presets' default in training).
 """
 

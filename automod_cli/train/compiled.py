@@ -1,5 +1,5 @@
 """Training with each network block compiled by ``torch.compile`` (the ``compile`` setting; off by
-default; fp32 only).
+default).
 
 Why: in eager mode most of a small model's training time goes to elementwise work between the
 convolutions (bias, leaky ReLU, AdaIN's statistics and modulation, and their backward passes), one
@@ -13,26 +13,32 @@ Parameter and buffer names are unchanged: states and model files are those of an
 may be resumed with compile switched on or off (the arithmetic then differs in rounding). Compiled
 code is deterministic, so a compiled run resumes bit-exactly.
 
-Not with bf16 autocast (refused): measured on a 2-core Xeon with AMX, toy32 cut to 16², 40k samples
-(``benchmarks/bench_train.py --toy-run bf16 --toy-samples 40k --toy-res 16 --threads 1 [--compile]``),
-compiled bf16 runs reconstructed held-out faces 1.2-1.3 dB worse than eager ones (18.36 / 18.53 against
-19.66 / 19.72 dB, seeds 0 / 1), while fp32 compiled was no worse (19.14 against 18.85, seed 0); each
-block's outputs and gradients are as close to fp32's as eager bf16's are, so the cause is not found yet.
-Part of it is where values are rounded: with Inductor's ``emulate_precision_casts`` (rounding to bf16
-wherever eager rounds, instead of keeping fused intermediates in fp32) compiled bf16 gave 18.86 / 19.06
-dB, as eager fp32 does (18.85), still short of eager bf16 (19.66 / 19.72; 19.49 with 2 threads, so run
-to run the figures move by about 0.2 dB).
-A 64² bf16 run compiled from 370k samples got worse for 300k samples (reconstruction loss 0.12 -> 0.24).
-Compiled bf16 ran 1.8x the eager images/s (toy64 width 1/8 at 64²).
-Whole training steps do differ, though (``benchmarks/bench_step_gradients.py STATE DATA``): from the
-shared run's state at 292k samples (64², batch 32), six real batches, each step from the same weights and
-draws, the gradients of every parameter tensor were compared with fp32's. Eager bf16's are 15% off
-(median relative error over the 60 tensors), compiled bf16's 21%: 1.5x eager's (1.3x-2.2x per tensor,
-1.6x in the encoder, 1.5x in the decoder), spread over every block rather than in one place. Most of
-either error repeats from batch to batch at fixed weights (the mean difference is 0.84-0.88 of its
-per-batch size), so it is a bias of those weights' rounding, not noise that averages out over steps. It
-is not general: from a 32² demo32 state (40k samples, width 1/16, two batches) compiled bf16's error was
-0.64x eager's (12% against 17%), so this alone does not explain the worse toy runs.
+With bf16 autocast the decoder's AdaINs compute in fp32 (``adain_in_fp32``). Compiled with AdaIN in bf16
+(refused from 2026-12-02 to 12-05), toy runs reconstructed held-out faces 1.2-1.3 dB worse than eager
+bf16, and a 64² run compiled from 370k samples got worse for 300k samples (reconstruction loss 0.12 ->
+0.24). AdaIN's precision was most of it. Measured on a 2-core Xeon with AMX, 1 thread a run, seeds 0 / 1
+(``benchmarks/bench_train.py --toy-run bf16 --toy-samples 40k --toy-res 16 --threads 1 --toy-seeds S
+[--compile]``; toy32 cut to 16², PSNR of 500 held-out faces):
+
+    eager fp32                                18.85 / 18.75 dB
+    eager bf16                                19.66 / 19.72 dB   268 images/s at the top phase
+    compiled bf16, AdaIN in bf16 (before)     18.36 / 18.53 dB   440
+    eager bf16, AdaIN in fp32                 19.25 / 19.41 dB   330
+    compiled bf16, AdaIN in fp32 (now)        19.10 / 19.47 dB   445
+
+so compiled and eager agree once AdaIN computes in fp32 (19.29 against 19.33 dB, the mean of two seeds;
+``emulate_precision_casts``, rounding where eager rounds, had recovered only 18.86 / 19.06). Eager bf16
+rounds inside AdaIN and scores 0.35 dB higher still on these runs; why that helps is not known. On
+toy32 at 32² for 100k samples (``--toy-samples 100k --toy-res 32``, seed 0) compiled bf16 scored 19.51
+against eager bf16's 19.81 dB at 1.48x its images/s (183 against 124), its reconstruction loss level with
+eager's all the way (0.1447 against 0.1456 at 57k samples), not drifting up. A long 64² run has not been
+repeated with it.
+
+Before that fix, whole training steps differed too (``benchmarks/bench_step_gradients.py STATE DATA``):
+from the shared run's state at 292k samples (64², batch 32), six real batches, each step from the same
+weights and draws, eager bf16's gradients were 15% off fp32's (median relative error over the 60
+tensors), compiled bf16's 21%, spread over every block; most of either error repeated from batch to
+batch at fixed weights (a bias of those weights' rounding, not noise that averages out over steps).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import torch
 from ..errors import UserError
 from ..model.decoder import Decoder
 from ..model.encoder import Encoder
+from ..model.layers import AdaIN
 
 # Every block of a network shares one forward (one code object), and each shape and grad mode is a
 # separate compiled entry: 5 blocks × 2 modes × a batch change exceed dynamo's default of 8 entries,
@@ -51,14 +58,25 @@ from ..model.encoder import Encoder
 RECOMPILE_LIMIT = 64
 
 
-BF16_REFUSED = ("compile with bf16 autocast trained worse in every measured run (toy runs 1.2 dB lower PSNR; "
-                "see train/compiled.py): train with --precision fp32, or without --compile")
+def adain_in_fp32(adain: AdaIN) -> None:
+    """Make this AdaIN compute in fp32 under autocast (its style Linear, statistics and modulation), its
+    output in its input's dtype; on fp32 inputs without autocast it computes what it did."""
+    eager = adain.forward
+
+    def forward(x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return eager(x.float(), code.float()).to(x.dtype)
+
+    adain.forward = forward
 
 
 def compile_blocks(encoder: Encoder, decoder: Decoder, bf16: bool) -> None:
-    """Compile every block of both networks in place (their first calls compile)."""
+    """Compile every block of both networks in place (their first calls compile); for bf16 autocast, the
+    decoder's AdaINs compute in fp32 (see above)."""
     if bf16:
-        raise UserError(BF16_REFUSED)
+        for m in decoder.modules():
+            if isinstance(m, AdaIN):
+                adain_in_fp32(m)
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
     # fallback_random: layer noise drawn by torch's own generator, as eagerly (Inductor's would draw other
     # numbers from the same seed, and a run would depend on whether it was compiled beyond rounding).

@@ -690,7 +690,7 @@ class Trainer:
         lines = [f"automod train: {self.run_dir} ({start})",
                  f"  data      {data.describe()}; mirror {'on' if cfg['mirror'] else 'off'}, split {cfg['split']}",
                  f"  device    {self.device}{threads}{procs}, {report.effective_precision(cfg, self.device.type)}"
-                 f"{', blocks compiled' if cfg['compile'] else ''}",
+                 f"{(', blocks compiled' + (' (AdaIN in fp32)' if self.bf16 else '')) if cfg['compile'] else ''}",
                  f"  model     {mc.resolution}² {mc.variant}, width {report.width_text(float(mc.width))}, latent "
                  f"{mc.latent_dim}: encoder {report.count(n_enc, 3)} + decoder {report.count(n_dec, 3)} parameters",
                  f"  preset    {what}"]
