@@ -83,6 +83,11 @@ def test_adain_in_fp32_computes_in_fp32_under_autocast():
     assert g_wrapped.dtype == torch.float32 and torch.allclose(g_wrapped, g_plain, rtol=1e-5, atol=1e-6)
     z = torch.randn(2, 4, 8, 8)  # fp32 without autocast: what it computed before
     assert torch.equal(wrapped(z, code), plain(z, code))
+    twin = copy.deepcopy(wrapped)  # a copy computes with its own weights
+    with torch.no_grad():
+        twin.style.bias.add_(1.0)
+    assert torch.equal(twin(z, code), twin.__class__.forward(twin, z, code))
+    assert not torch.equal(twin(z, code), wrapped(z, code))
 
 
 def test_compiled_bf16_trains_with_adain_in_fp32(tmp_path):

@@ -43,6 +43,8 @@ batch at fixed weights (a bias of those weights' rounding, not noise that averag
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 from ..errors import UserError
@@ -61,13 +63,12 @@ RECOMPILE_LIMIT = 64
 def adain_in_fp32(adain: AdaIN) -> None:
     """Make this AdaIN compute in fp32 under autocast (its style Linear, statistics and modulation), its
     output in its input's dtype; on fp32 inputs without autocast it computes what it did."""
-    eager = adain.forward
+    adain.forward = types.MethodType(_adain_forward_in_fp32, adain)  # a deepcopy rebinds it to the copy
 
-    def forward(x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return eager(x.float(), code.float()).to(x.dtype)
 
-    adain.forward = forward
+def _adain_forward_in_fp32(self: AdaIN, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        return AdaIN.forward(self, x.float(), code.float()).to(x.dtype)
 
 
 def compile_blocks(encoder: Encoder, decoder: Decoder, bf16: bool) -> None:
