@@ -16,8 +16,8 @@ Iterations are timed at α = 1 of the phase (image pool on, style mixing on), af
 iteration (with --cuda-graphs: after every step has been captured; with --compile: after compiling).
 ``--preset toy64 --width 0.125`` times the game of a CPU preset instead of the paper's (the shared run's:
 `--res 64 --batch 32 --precision bf16`). ``--toy-run fp32 --compile`` (or ``bf16``: AdaIN then computes in
-fp32, train/compiled.py) trains the toy runs compiled. The benchmark's --precision auto runs bf16 autocast on CUDA (--precision fp32:
-TF32 convs, the paper presets' default in training).
+fp32, train/compiled.py) trains the toy runs compiled. The benchmark's --precision auto runs bf16 autocast
+on CUDA (--precision fp32: TF32 convs, the paper presets' default in training).
 """
 
 from __future__ import annotations
