@@ -204,37 +204,37 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--layout-jitter", type=float, default=1.0,
                     help="scale the spread of x, y, size and tilt about their centres (1: the toyfaces data)")
     args = ap.parse_args()
-    if args.save and (args.codes != "encoder" or args.no_encoder_sn or args.canvas != "ones"
-                      or decoder_changed(args)):
+    if args.save and (args.codes != "encoder" or args.no_encoder_sn or args.decoder != "automodulator"
+                      or reshaped_decoder(args)):
         ap.error("--save writes an autoencoder: only with --codes encoder, the encoder's spectral norm and "
                  "the automodulator's decoder as it is")
-    if args.decoder == "plain" and (args.codes == "encoder" or args.loss == "deep" or decoder_changed(args, 1)):
+    if args.decoder == "plain" and (args.codes == "encoder" or args.loss == "deep" or reshaped_decoder(args)
+                                    or args.style_lr != 1.0):
         ap.error("--decoder plain: only with --codes free or factors, and no other decoder switch")
     return args
 
 
-def decoder_changed(args, plain_allowed: int = 0) -> bool:
-    """Whether any decoder switch is set (beyond --decoder plain when plain_allowed)."""
-    return (args.adain != "instance" or args.no_blur or args.output != "top" or args.canvas != "ones"
-            or args.style_lr != 1.0 or (args.decoder != "automodulator" and not plain_allowed))
+def reshaped_decoder(args) -> bool:
+    """Whether a switch changes what the automodulator's decoder computes (not only how it trains)."""
+    return args.adain != "instance" or args.no_blur or args.output != "top" or args.canvas != "ones"
 
 
-def without_texture(rows: list[dict]) -> list[dict]:
-    return [toyfaces.canonical_row(dict(row, fine_texture_amount=0.0)) for row in rows]
+def probe_rows(rows: list[dict], args) -> list[dict]:
+    """Rows as the switches have them: --layout-jitter, then --no-texture."""
+    rows = with_layout_jitter(rows, args.layout_jitter)
+    if args.no_texture:
+        rows = [toyfaces.canonical_row(dict(row, fine_texture_amount=0.0)) for row in rows]
+    return rows
 
 
 def faces(args) -> tuple[list[dict], torch.Tensor, list[dict], torch.Tensor]:
     """Training rows and uint8 images (seed 0), validation rows and images in [-1, 1]."""
-    train_rows = with_layout_jitter(toyfaces.sample_rows(parse_count(args.n_train), 0), args.layout_jitter)
-    if args.no_texture:
-        train_rows = without_texture(train_rows)
+    train_rows = probe_rows(toyfaces.sample_rows(parse_count(args.n_train), 0), args)
     x_train = torch.from_numpy(toyfaces.render_array(train_rows, args.resolution)).permute(0, 3, 1, 2).contiguous()
     if args.codes == "free":  # a free code exists for training faces only: score the first --val-n of them
         val_rows = train_rows[: args.val_n]
     else:
-        val_rows = with_layout_jitter(toyfaces.sample_rows(args.val_n, args.val_seed), args.layout_jitter)
-        if args.no_texture:
-            val_rows = without_texture(val_rows)
+        val_rows = probe_rows(toyfaces.sample_rows(args.val_n, args.val_seed), args)
     return train_rows, x_train, val_rows, toyfaces.render_tensor(val_rows, args.resolution)
 
 

@@ -174,7 +174,8 @@ def pack(run: Path, dest: Path, max_mib: float, keep_grids: int) -> str:
         raise
     how = (f"moments and pool in bf16 ({counts['rounded']} tensors: resume from it is not bit-exact)"
            if counts["rounded"] else "exact")
-    return f"{run} (state at {state_samples(header)} samples) packed into {dest}/: {size / 2**20:.1f} MiB in {i + 1} parts, {how}"
+    return (f"{run} (state at {state_samples(header)} samples) packed into {dest}/: {size / 2**20:.1f} MiB in "
+            f"{i + 1} parts, {how}")
 
 
 class _Parts(io.RawIOBase):
