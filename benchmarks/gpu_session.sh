@@ -82,8 +82,7 @@ fi
 # When it has finished, the next call's training exits at once. The run is scored back on the CPU machine
 # (eval_bundled.py needs the lpips package, which GPU machines lack): --collect, then eval_bundled.py.
 # Between GPU sessions the CPU can train the same run (--cpu), slowly: device, precision, workers, threads,
-# CUDA graphs, compile and the duration may change when a run resumes; nothing else here may. (Not
-# compiled: compiled bf16 reconstructs about 0.3 dB worse than eager bf16, train/compiled.py.)
+# CUDA graphs, compile and the duration may change when a run resumes; nothing else here may.
 RUN_SETTINGS='"phase_starts": [0, 8000, 16000, 32000, 56000], "fade": 8000, "duration": 3000000,
   "lr": [0.001, 0.001, 0.001, 0.001, 0.0004], "lr_rampdown": 1500000, "lr_final": 0.1,
   "checkpoint_every": 100000, "checkpoint_minutes": 3, "log_every": 5000, "grid_every": 50000, "seed": 0,
@@ -125,8 +124,12 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
   # 2.7-3 times the speed at 64² (2-core AMD EPYC: 19-22 against 7.1 images/s); the collapse at lr 1e-3
   # came in both precisions.
   precision=${CPU_PRECISION:-fp32}
+  # CPU_COMPILE=1: torch.compile the blocks (with bf16, 1.46x eager at width 1/8, 64²; its AdaINs in fp32:
+  # train/compiled.py), after a few minutes of compiling.
+  compile=$([ "${CPU_COMPILE:-0}" = 1 ] && echo true || echo false)
   train_until "$seconds" "$DATA" "$RUN_DIR" \
-      '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "'"$precision"'", "workers": 1, "threads": 2}'
+      '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "'"$precision"'", "workers": 1, "threads": 2,
+        "compile": '"$compile"'}'
   rc=$?
   echo "training exited with $rc (124: stopped at its second, state saved); $(tail -n 1 "$RUN_DIR/log.jsonl" | cut -c1-160)"
   if [ -f "$RUN_DIR/state/state.safetensors" ]; then
