@@ -18,7 +18,8 @@
 #   back here: bash benchmarks/gpu_session.sh --collect FILES_AT   (-> gpu-run/, ignored by git)
 #   then:      bash benchmarks/gpu_session.sh --snapshot           (gpu-run/ -> candidate-run/) and commit it
 #   between GPU sessions, the same run on this machine's CPU (fp32, or CPU_PRECISION=bf16 on a CPU with
-#   bf16 arithmetic; stop it any time, it saves within checkpoint_minutes; re-running goes on):
+#   bf16 arithmetic; CPU_COMPILE=1 compiles it; stop it any time, it saves within checkpoint_minutes;
+#   re-running goes on):
 #   bash benchmarks/gpu_session.sh --cpu SECONDS
 #   (with .venv/bin/python when there is one; its toyfaces are drawn once into $DATA, default gpu-data/;
 #   it resumes gpu-run/, or the snapshot when there is none, and snapshots when it stops)
@@ -124,8 +125,9 @@ if [ "${1:-}" = "--cpu" ]; then  # the same run on this machine's CPU, in gpu-ru
   # 2.7-3 times the speed at 64² (2-core AMD EPYC: 19-22 against 7.1 images/s); the collapse at lr 1e-3
   # came in both precisions.
   precision=${CPU_PRECISION:-fp32}
-  # CPU_COMPILE=1: torch.compile the blocks (with bf16, 1.46x eager at width 1/8, 64²; its AdaINs in fp32:
-  # train/compiled.py), after a few minutes of compiling.
+  # CPU_COMPILE=1: torch.compile the blocks, after a few minutes of compiling. With bf16 its AdaINs compute
+  # in fp32 (train/compiled.py): about 0.3 dB behind eager bf16 in short toy runs, and at width 1/4, 64²
+  # 11-18 images/s against eager's 7-8 on the 2-core Xeon with AMX (2026-12-05, README).
   compile=$([ "${CPU_COMPILE:-0}" = 1 ] && echo true || echo false)
   train_until "$seconds" "$DATA" "$RUN_DIR" \
       '{'"$RUN_SETTINGS"', "device": "cpu", "precision": "'"$precision"'", "workers": 1, "threads": 2,

@@ -4,6 +4,7 @@ tensors the model file holds, the rest of the run), and --collect unpacks it: th
 the state tensor for tensor. Where the exact files exceed what a GPU call can return, the optimisers'
 moments and the image pool travel in bf16 (benchmarks/run_transfer.py), and the unpacked state says so.
 (The training itself is the trainer's, tested elsewhere.)"""
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from automod_cli.train.schedule import resolve_config
 from automod_cli.train.state import load_state, save_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,3 +139,27 @@ def test_nothing_to_pack_or_unpack_is_one_line_and_an_error(tmp_path, verb):
     assert r.returncode != 0
     assert len(r.stderr.strip().splitlines()) == 1 and ("state" in r.stderr or "run.tar.gz" in r.stderr)
     assert not (tmp_path / "snap").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("env, precision, compiled", [({}, "fp32", False),
+                                                       ({"CPU_PRECISION": "bf16", "CPU_COMPILE": "1"}, "bf16", True)])
+def test_cpu_leg_passes_precision_and_compile_to_the_run(tmp_path, env, precision, compiled):
+    """--cpu hands the trainer the run's settings plus this machine's: CPU_PRECISION and CPU_COMPILE reach
+    the resolved config (a stand-in for Python records the overrides instead of training)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "labels.csv").write_text("name\n")  # faces already drawn: none are drawn here
+    seen = tmp_path / "overrides.json"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\ncat >/dev/null\nprintf "%s" "$4" > "{seen}"\n')
+    fake.chmod(0o755)
+    run_env = {k: v for k, v in os.environ.items() if k not in ("CPU_PRECISION", "CPU_COMPILE")}
+    run_env.update(RUN_DIR=str(tmp_path / "run"), SNAPSHOT=str(tmp_path / "snap"), PY=str(fake), DATA=str(data),
+                   **env)
+    res = subprocess.run(["bash", str(SCRIPT), "--cpu", "30"], env=run_env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    over = json.loads(seen.read_text())
+    assert (over["device"], over["precision"], over["compile"], over["width"]) == ("cpu", precision, compiled, 0.25)
+    cfg = resolve_config("toy64", over)
+    assert (cfg["precision"], cfg["compile"], cfg["duration"]) == (precision, compiled, 3_000_000)
