@@ -5,10 +5,11 @@
 From a saved training state, each of ``--batches`` real batches is run as one training iteration (the
 encoder step, then the decoder step) from the same weights and the same random draws, in fp32, in bf16
 autocast and in bf16 with every block compiled (as ``--compile`` trains in bf16: the decoder's AdaINs in
-fp32, see train/compiled.py; the figures there from before that fix had AdaIN in bf16). For every parameter tensor it prints the relative error of the gradient against
-fp32's (mean over batches) and how much of the error repeats from batch to batch ("bias": the norm of the
-mean difference over the mean norm of the differences; near 1 when the error is a function of the weights,
-near 1/sqrt(batches) when it is noise). Compiling takes minutes on a CPU.
+fp32, see train/compiled.py; the figures there from before that fix had AdaIN in bf16). For every
+parameter tensor it prints the relative error of the gradient against fp32's (mean over batches) and how
+much of the error repeats from batch to batch ("bias": the norm of the mean difference over the mean norm
+of the differences; near 1 when the error is a function of the weights, near 1/sqrt(batches) when it is
+noise). Compiling takes minutes on a CPU.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 
 from automod_cli.errors import UserError
 from automod_cli.model.layers import AdaIN
-from automod_cli.train.compiled import adain_in_fp32
+from automod_cli.train.compiled import adains_in_fp32
 from automod_cli.train.loop import Trainer
 from automod_cli.train.schedule import resolve_config, step_plan
 from test_train_resume import OVERRIDES, assert_same_state, make_images, state_tensors
@@ -68,7 +68,7 @@ def test_adain_in_fp32_computes_in_fp32_under_autocast():
     torch.manual_seed(0)
     plain = AdaIN(16, 4)
     wrapped = copy.deepcopy(plain)
-    adain_in_fp32(wrapped)
+    adains_in_fp32(wrapped)
     x = (torch.randn(2, 4, 8, 8) * 3 + 1).to(torch.bfloat16)
     code = torch.nn.functional.normalize(torch.randn(2, 16), dim=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -100,9 +100,7 @@ def test_compiled_bf16_trains_with_adain_in_fp32(tmp_path):
         cfg = resolve_config("toy32", dict(RUN, precision="bf16", compile=compiled))
         t = Trainer(cfg, data, tmp_path / f"run{compiled}", progress=False)
         if not compiled:
-            for m in t.decoder.modules():
-                if isinstance(m, AdaIN):
-                    adain_in_fp32(m)
+            adains_in_fp32(t.decoder)
         adains = [m for m in t.decoder.modules() if isinstance(m, AdaIN)]
         assert len(adains) >= 3 and all("forward" in vars(m) for m in adains)
         assert not any("forward" in vars(m) for m in t.ema.modules() if isinstance(m, AdaIN))

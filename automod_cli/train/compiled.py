@@ -13,7 +13,7 @@ Parameter and buffer names are unchanged: states and model files are those of an
 may be resumed with compile switched on or off (the arithmetic then differs in rounding). Compiled
 code is deterministic, so a compiled run resumes bit-exactly.
 
-With bf16 autocast the decoder's AdaINs compute in fp32 (``adain_in_fp32``). Compiled with AdaIN in bf16
+With bf16 autocast the decoder's AdaINs compute in fp32 (``adains_in_fp32``). Compiled with AdaIN in bf16
 (refused from 2026-12-02 to 12-05), toy runs reconstructed held-out faces 1.2-1.3 dB worse than eager
 bf16, and a 64² run compiled from 370k samples got worse for 300k samples (reconstruction loss 0.12 ->
 0.24). AdaIN's precision was most of it. Measured on a 2-core Xeon with AMX, 1 thread a run, seeds 0 / 1
@@ -31,8 +31,10 @@ so compiled and eager agree once AdaIN computes in fp32 (19.29 against 19.33 dB,
 rounds inside AdaIN and scores 0.35 dB higher still on these runs; why that helps is not known. On
 toy32 at 32² for 100k samples (``--toy-samples 100k --toy-res 32``, seed 0) compiled bf16 scored 19.51
 against eager bf16's 19.81 dB at 1.48x its images/s (183 against 124), its reconstruction loss level with
-eager's all the way (0.1447 against 0.1456 at 57k samples), not drifting up. A long 64² run has not been
-repeated with it.
+eager's all the way (0.1447 against 0.1456 at 57k samples), not drifting up. At 64² the fifth candidate
+run of benchmarks/gpu_session.sh (width 1/4, 2026-12-05) trained compiled in bf16 from 68,672 to 147,776
+samples and got better (reconstruction loss 0.24 -> 0.18-0.19, live decoder 16.61 -> 18.01 dB on the
+validation faces); the old degradation showed over 300k samples, so that check is the shorter one.
 
 Before that fix, whole training steps differed too (``benchmarks/bench_step_gradients.py STATE DATA``):
 from the shared run's state at 292k samples (64², batch 32), six real batches, each step from the same
@@ -60,10 +62,13 @@ from ..model.layers import AdaIN
 RECOMPILE_LIMIT = 64
 
 
-def adain_in_fp32(adain: AdaIN) -> None:
-    """Make this AdaIN compute in fp32 under autocast (its style Linear, statistics and modulation), its
-    output in its input's dtype; on fp32 inputs without autocast it computes what it did."""
-    adain.forward = types.MethodType(_adain_forward_in_fp32, adain)  # a deepcopy rebinds it to the copy
+def adains_in_fp32(net: torch.nn.Module) -> None:
+    """Make every AdaIN in ``net`` (or ``net`` itself, an AdaIN) compute in fp32 under autocast (its style
+    Linear, statistics and modulation), its output in its input's dtype; on fp32 inputs without autocast it
+    computes what it did."""
+    for m in net.modules():
+        if isinstance(m, AdaIN):
+            m.forward = types.MethodType(_adain_forward_in_fp32, m)  # a deepcopy rebinds it to the copy
 
 
 def _adain_forward_in_fp32(self: AdaIN, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
@@ -75,9 +80,7 @@ def compile_blocks(encoder: Encoder, decoder: Decoder, bf16: bool) -> None:
     """Compile every block of both networks in place (their first calls compile); for bf16 autocast, the
     decoder's AdaINs compute in fp32 (see above)."""
     if bf16:
-        for m in decoder.modules():
-            if isinstance(m, AdaIN):
-                adain_in_fp32(m)
+        adains_in_fp32(decoder)
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
     # fallback_random: layer noise drawn by torch's own generator, as eagerly (Inductor's would draw other
     # numbers from the same seed, and a run would depend on whether it was compiled beyond rounding).
