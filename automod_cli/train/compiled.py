@@ -28,13 +28,14 @@ bf16, and a 64² run compiled from 370k samples got worse for 300k samples (reco
 
 so compiled and eager agree once AdaIN computes in fp32 (19.29 against 19.33 dB, the mean of two seeds;
 ``emulate_precision_casts``, rounding where eager rounds, had recovered only 18.86 / 19.06). Eager bf16
-rounds inside AdaIN and scores 0.35 dB higher still on these runs; why that helps is not known. On
-toy32 at 32² for 100k samples (``--toy-samples 100k --toy-res 32``, seed 0) compiled bf16 scored 19.51
-against eager bf16's 19.81 dB at 1.48x its images/s (183 against 124), its reconstruction loss level with
-eager's all the way (0.1447 against 0.1456 at 57k samples), not drifting up. At 64² the fifth candidate
-run of benchmarks/gpu_session.sh (width 1/4, 2026-12-05) trained compiled in bf16 from 68,672 to 147,776
-samples and got better (reconstruction loss 0.24 -> 0.18-0.19, live decoder 16.61 -> 18.01 dB on the
-validation faces); the old degradation showed over 300k samples, so that check is the shorter one.
+rounds inside AdaIN and scores 0.35 dB higher still on these runs; why that helps is not known. On toy32
+at 32² for 100k samples (``--toy-samples 100k --toy-res 32``, seed 0) compiled bf16 scored 19.51 against
+eager bf16's 19.81 dB at 1.48x its images/s (183 against 124), its reconstruction loss level with eager's
+all the way (0.1447 against 0.1456 at 57k samples), not drifting up. At 64² the fifth candidate run of
+benchmarks/gpu_session.sh (width 1/4, 2026-12-05) trained compiled in bf16 from 68,672 to 264,896 samples
+(two legs) and kept getting better (reconstruction loss 0.24 -> 0.15-0.16, live decoder 16.61 -> 18.01 ->
+18.62 dB on the validation faces); the old degradation showed over 300k samples, so that check is about
+two thirds as long.
 
 Before that fix, whole training steps differed too (``benchmarks/bench_step_gradients.py STATE DATA``):
 from the shared run's state at 292k samples (64², batch 32), six real batches, each step from the same
