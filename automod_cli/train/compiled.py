@@ -35,8 +35,8 @@ all the way (0.1447 against 0.1456 at 57k samples), not drifting up. At 64² the
 benchmarks/gpu_session.sh (width 1/4, 2026-12-05/06) trained compiled in bf16 from 68,672 to 846,144
 samples (eight legs, 777k samples, longer than the 300k over which the old degradation showed) and did not
 degrade as that run had (reconstruction loss 0.24 -> 0.12-0.16, level over the last six legs; live
-decoder 16.61 -> 18.01 -> 18.62 -> 19.16 -> 19.11 -> 19.51 -> 19.98 -> 19.71 -> 19.79 dB on the validation
-faces, two dips, neither with the loss rising).
+decoder 16.61 -> 19.79 dB on the validation faces, two dips, neither with the loss rising; each leg's
+score is in the README's table under "What limits the toy models").
 
 Before that fix, whole training steps differed too (``benchmarks/bench_step_gradients.py STATE DATA``):
 from the shared run's state at 292k samples (64², batch 32), six real batches, each step from the same
