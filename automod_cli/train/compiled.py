@@ -32,10 +32,10 @@ rounds inside AdaIN and scores 0.35 dB higher still on these runs; why that help
 at 32² for 100k samples (``--toy-samples 100k --toy-res 32``, seed 0) compiled bf16 scored 19.51 against
 eager bf16's 19.81 dB at 1.48x its images/s (183 against 124), its reconstruction loss level with eager's
 all the way (0.1447 against 0.1456 at 57k samples), not drifting up. At 64² the fifth candidate run of
-benchmarks/gpu_session.sh (width 1/4, 2026-12-05/06) trained compiled in bf16 from 68,672 to 846,144
-samples (eight legs, 777k samples, longer than the 300k over which the old degradation showed) and did not
-degrade as that run had (reconstruction loss 0.24 -> 0.12-0.16, level over the last six legs; live
-decoder 16.61 -> 19.79 dB on the validation faces, two dips, neither with the loss rising; each leg's
+benchmarks/gpu_session.sh (width 1/4, 2026-12-05/06) trained compiled in bf16 from 68,672 to 886,272
+samples (nine legs, 818k samples, longer than the 300k over which the old degradation showed) and did not
+degrade as that run had (reconstruction loss 0.24 -> 0.12-0.16, level over the last seven legs; live
+decoder 16.61 -> 20.31 dB on the validation faces, two dips, neither with the loss rising; each leg's
 score is in the README's table under "What limits the toy models").
 
 Before that fix, whole training steps differed too (``benchmarks/bench_step_gradients.py STATE DATA``):
