@@ -32,11 +32,10 @@ rounds inside AdaIN and scores 0.35 dB higher still on these runs; why that help
 at 32² for 100k samples (``--toy-samples 100k --toy-res 32``, seed 0) compiled bf16 scored 19.51 against
 eager bf16's 19.81 dB at 1.48x its images/s (183 against 124), its reconstruction loss level with eager's
 all the way (0.1447 against 0.1456 at 57k samples), not drifting up. At 64² the fifth candidate run of
-benchmarks/gpu_session.sh (width 1/4, 2026-12-05/06) trained compiled in bf16 from 68,672 to 886,272
-samples (nine legs, 818k samples, longer than the 300k over which the old degradation showed) and did not
-degrade as that run had (reconstruction loss 0.24 -> 0.12-0.16, level over the last seven legs; live
-decoder 16.61 -> 20.31 dB on the validation faces, two dips, neither with the loss rising; each leg's
-score is in the README's table under "What limits the toy models").
+benchmarks/gpu_session.sh (width 1/4, from 2026-12-05) has trained compiled in bf16 from 68,672 samples
+on, in CPU legs, past the 300k over which the old degradation showed, and has not degraded as that run
+had; its training reconstruction loss and its live decoder's scores on the validation faces after each leg
+are in the README under "What limits the toy models".
 
 Before that fix, whole training steps differed too (``benchmarks/bench_step_gradients.py STATE DATA``):
 from the shared run's state at 292k samples (64², batch 32), six real batches, each step from the same
