@@ -47,16 +47,16 @@ def legs(rows: list[dict], ends: list[int]) -> list[dict]:
         timed = [r for r in lines[(1 if index else 0):] if r["resolution"] == top]
         out.append({
             "from": start, "to": end, "lines": len(lines),
-            "images_per_s": span(r["images_per_s"] for r in timed),
-            "recon": span(r["recon"] for r in lines),
-            "real_code_cos": span(r["real_code_cos"] for r in lines),
+            "images_per_s": span(r.get("images_per_s") for r in timed),
+            "recon": span(r.get("recon") for r in lines),
+            "real_code_cos": span(r.get("real_code_cos") for r in lines),
         })
         start = end
     return out
 
 
 def span(values) -> tuple[float, float] | None:
-    values = list(values)
+    values = [v for v in values if v is not None]  # a log from before a field existed lacks it
     return (min(values), max(values)) if values else None
 
 

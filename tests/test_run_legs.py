@@ -51,3 +51,10 @@ def test_a_leg_with_no_line_or_ends_out_of_order_is_one_line_and_an_error(tmp_pa
 def test_a_broken_line_names_the_file_and_line(tmp_path):
     r = _legs(tmp_path, [_line(5000, 64, 8.0, 0.3, 0.5), "{not json"], 5000)
     assert r.returncode != 0 and r.stderr.startswith(f"{tmp_path / 'log.jsonl'}:2: not a JSON line")
+
+
+def test_a_field_an_older_log_lacks_reads_as_a_dash(tmp_path):
+    lines = [json.dumps({"samples": 5000, "resolution": 64, "images_per_s": 8.0, "recon": 0.3})]
+    r = _legs(tmp_path, lines, 5000)
+    assert r.returncode == 0, r.stderr
+    assert "| 1 | 0–5,000 | 1 | 8.0–8.0 | 0.30–0.30 | — |" in r.stdout.splitlines()
