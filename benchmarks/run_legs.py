@@ -72,6 +72,8 @@ def main() -> None:
     if not a.log.is_file():
         raise SystemExit(f"{a.log}: no such file")
     rows = read_log(a.log)
+    if not rows:
+        raise SystemExit(f"{a.log}: no log lines")
     print("| leg | samples | lines | images/s at top res | recon loss | codes' cosine |")
     print("|---|---|---|---|---|---|")
     for n, leg in enumerate(legs(rows, a.ends), 1):
