@@ -12,7 +12,8 @@ the leg's lines at the run's top resolution, less a resumed leg's first line: th
 resume (loading, drawing the data, and with ``compile`` the minutes of compiling), so it reads slow for a
 reason other than the training step. The reconstruction loss (``recon``) and the faces' codes' cosine
 (``real_code_cos``, the mean cosine between different real images' codes: near 1 is a collapse) are the
-ranges over all the leg's lines.
+ranges over all the leg's lines. A metric's result, which the trainer writes to the same log (a line with a
+``metric`` key), is not one of those lines.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> None:
     a = p.parse_args()
     if not a.log.is_file():
         raise SystemExit(f"{a.log}: no such file")
-    rows = read_log(a.log)
+    rows = [r for r in read_log(a.log) if "metric" not in r]  # a metric's result line is not a loss reading
     if not rows:
         raise SystemExit(f"{a.log}: no log lines")
     print("| leg | samples | lines | images/s at top res | recon loss | codes' cosine |")

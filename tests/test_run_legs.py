@@ -57,3 +57,10 @@ def test_a_field_an_older_log_lacks_reads_as_a_dash(tmp_path):
     r = _legs(tmp_path, lines, 5000)
     assert r.returncode == 0, r.stderr
     assert "| 1 | 0–5,000 | 1 | 8.0–8.0 | 0.30–0.30 | — |" in r.stdout.splitlines()
+
+
+def test_a_metric_line_in_the_log_is_not_a_reading(tmp_path):
+    metric = json.dumps({"metric": "fid50k_full", "samples": 10000, "value": 80.0, "variant": "ema"})  # no resolution
+    r = _legs(tmp_path, [_line(5000, 64, 8.0, 0.3, 0.5), metric, _line(10000, 64, 9.0, 0.2, 0.4)], 10000)
+    assert r.returncode == 0, r.stderr
+    assert "| 1 | 0–10,000 | 2 | 8.0–9.0 | 0.20–0.30 | 0.40–0.50 |" in r.stdout.splitlines()
