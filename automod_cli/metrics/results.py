@@ -75,7 +75,3 @@ def append_record(record: dict, path: str | Path | None = None) -> Path:
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(old + line, encoding="utf-8")
     return path
-
-
-def read_records(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
